@@ -1,0 +1,43 @@
+# labkit: run a lab book's snippets against a real (or replica) kind + Calico cluster.
+"""The public API chapters and tests use.
+
+>>> with labkit.open_lab() as lab:                      # doctest: +SKIP
+...     pod = lab.select(node="calico-ipip-worker2", app="app")[0]
+...     print(pod.sh("ip route").output)
+
+Everything not listed in ``__all__`` is internal and may change.
+"""
+
+from .errors import (
+    CommandFailed,
+    CommandTimeout,
+    LabError,
+    LabUnavailable,
+    SnippetError,
+    ToolMissing,
+    TranscriptError,
+    UnknownTarget,
+)
+from .lab import Background, Lab, Node, Pod, Target, open_lab
+from .result import Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Background",
+    "CommandFailed",
+    "CommandTimeout",
+    "Lab",
+    "LabError",
+    "LabUnavailable",
+    "Node",
+    "Pod",
+    "Result",
+    "SnippetError",
+    "Target",
+    "ToolMissing",
+    "TranscriptError",
+    "UnknownTarget",
+    "__version__",
+    "open_lab",
+]

@@ -1,0 +1,712 @@
+# The process that owns a netns lab: it holds every namespace and runs commands in them.
+"""The lab's agent.
+
+Started by :mod:`.launcher` with ``python -m labkit.netns.agent``.  It moves
+into a new user namespace (the launcher writes its id maps), then into new
+network, mount, UTS and PID namespaces, and forks the lab's PID 1.  PID 1
+builds the replica (one holder process per node and per pod, each with its
+own network, UTS and mount namespace) and then serves requests on a unix
+socket until it is told to stop or, unless detached, until the process that
+started it goes away.  Because every process of the lab lives in that PID
+namespace, the kernel kills all of them, and frees every namespace, the moment
+PID 1 exits, however it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import calico
+from ..result import decode
+from ..topology import Topology, load
+from . import linux, plan, protocol
+
+ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "TERM": "xterm",
+}
+# stdout and stderr each go to a SOCK_SEQPACKET socket whose reader asks the kernel to
+# stamp every write() with the time it was made, so the two streams can be merged in the
+# exact order the command wrote them (pipes or ptys race: see DESIGN notes in the README).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic value (x86, arm64)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+RECORD_MAX = 4 << 20
+# Programs buffer stdout fully when it is not a terminal; coreutils' stdbuf preload makes it
+# line-buffered, as on the terminal of the seed's screenshots (tcpdump prints each packet).
+STDBUF = "/usr/libexec/coreutils/libstdbuf.so"
+# After a command exits, how long to keep reading output that a child it left behind writes.
+DRAIN_GRACE = 0.2
+NS_FLAGS = linux.CLONE_NEWNET | linux.CLONE_NEWUTS | linux.CLONE_NEWNS
+MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+
+
+@dataclass
+class Target:
+    """A node or a pod: a holder process whose namespaces commands enter."""
+
+    name: str
+    kind: str
+    pid: int
+    fds: tuple[int, ...]
+    """Open ``/proc/<pid>/ns/{net,uts,mnt}``: setns() into these runs a command there."""
+
+    @property
+    def prompt(self) -> str:
+        return f"root@{self.name}:/#"
+
+
+@dataclass
+class Job:
+    id: int
+    pid: int
+    target: Target
+    command: str
+    started: float
+    t0: float
+    fds: dict[int, int]
+    """Open output fd -> stream number (1 stdout, 2 stderr)."""
+    socks: dict[int, socket.socket]
+    deadline: float | None
+    background: bool
+    chunks: list[tuple[int, int, bytes]] = field(default_factory=list)
+    """(kernel timestamp of the write, stream, bytes), in arrival order."""
+    status: int | None = None
+    exited_at: float | None = None
+    timed_out: bool = False
+    stopping: bool = False
+    waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    ready: bytes | None = None
+    ready_deadline: float | None = None
+    ready_waiter: Callable[[dict[str, Any]], None] | None = None
+
+    def seen(self) -> bytes:
+        return b"".join(data for _, _, data in self.chunks)
+
+    def result(self) -> dict[str, Any]:
+        out, bad_out = decode(b"".join(d for _, s, d in self.chunks if s == 1))
+        err, bad_err = decode(b"".join(d for _, s, d in self.chunks if s == 2))
+        # A stable sort by write time: what a terminal would have shown, in that order.
+        both, _ = decode(b"".join(d for _, _, d in sorted(self.chunks, key=lambda c: c[0])))
+        status = self.status if self.status is not None else 0
+        rc = os.waitstatus_to_exitcode(status)
+        return {
+            "command": self.command,
+            "target": self.target.name,
+            "prompt": self.target.prompt,
+            "stdout": out,
+            "stderr": err,
+            "output": both,
+            "rc": 128 - rc if rc < 0 else rc,
+            "started": self.started,
+            "duration": round((self.exited_at or time.monotonic()) - self.t0, 6),
+            "timed_out": self.timed_out,
+            "invalid_bytes": bad_out + bad_err,
+        }
+
+
+COMMAND_ENV = dict(ENV, LD_PRELOAD=STDBUF, _STDBUF_O="L") if os.path.exists(STDBUF) else ENV
+
+
+class SetupError(Exception):
+    pass
+
+
+def which(tool: str) -> str:
+    """The absolute path execve() needs, looked up on the lab's own PATH."""
+    found = shutil.which(tool, path=ENV["PATH"])
+    if found is None:
+        raise SetupError(f"`{tool}` is not installed")
+    return found
+
+
+def _child_exec(fds: tuple[int, ...], argv: list[str], stdio: tuple[int, int, int],
+                report: int) -> None:
+    """In a freshly forked child: enter the target's namespaces and exec. Never returns."""
+    try:
+        os.setsid()
+        for fd in fds:
+            linux.setns(fd)
+        os.chdir("/")
+        for number, fd in enumerate(stdio):
+            os.dup2(fd, number)
+        os.closerange(3, report)
+        os.closerange(report + 1, 1 << 16)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        os.execve(argv[0], argv, COMMAND_ENV)
+    except BaseException as exc:
+        try:
+            os.write(report, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(127)
+
+
+def spawn(target: Target, argv: list[str], stdio: tuple[int, int, int]) -> int:
+    """Fork a child that runs ``argv`` inside ``target``'s namespaces; return its pid."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(report_r)
+        _child_exec(target.fds, argv, stdio, report_w)
+    os.close(report_w)
+    with os.fdopen(report_r, "rb") as report:
+        failure = report.read()
+    if failure:
+        os.waitpid(pid, 0)
+        raise OSError(f"cannot start {argv[0]} in {target.name}: {failure.decode()}")
+    return pid
+
+
+def call(target: Target, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
+    """Run a setup command to completion (before the event loop starts)."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        pid = spawn(target, argv, (in_r, out_w, out_w))
+    finally:
+        os.close(in_r)
+        os.close(out_w)
+    with os.fdopen(in_w, "wb") as feed:
+        feed.write(stdin)
+    with os.fdopen(out_r, "rb") as out:
+        text = out.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), text
+
+
+def in_namespace(target: Target, action: Callable[[], None]) -> None:
+    """Run a Python callable inside ``target``'s namespaces, in a child process."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(report_r)
+            for fd in target.fds:
+                linux.setns(fd)
+            action()
+        except BaseException as exc:
+            os.write(report_w, f"{exc}".encode())
+            code = 1
+        os._exit(code)
+    os.close(report_w)
+    with os.fdopen(report_r, "rb") as report:
+        failure = report.read()
+    os.waitpid(pid, 0)
+    if failure:
+        raise SetupError(f"in {target.name}: {failure.decode()}")
+
+
+def write_sysctls(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        path = Path("/proc/sys") / key.replace(".", "/")
+        # Device names contain dots (vxlan.calico) but never as the last path parts' separator
+        # that sysctl(8) uses; cali names have none, and those are the only device keys here.
+        path.write_text(value)
+
+
+class Lab:
+    """The running replica: its targets and the commands running in them."""
+
+    def __init__(self, topo: Topology, encapsulation: str, mapping: str) -> None:
+        self.topo = topo
+        self.encapsulation = encapsulation
+        self.mapping = mapping
+        self.host = Target("host", "host", os.getpid(), ())
+        self.targets: dict[str, Target] = {}
+        self.netns: dict[str, str] = {}
+        self.started = time.time()
+
+    # -- building -------------------------------------------------------------------------
+
+    def hold(self, name: str, kind: str) -> Target:
+        """Fork a holder: a process that sits in its own net, UTS and mount namespaces."""
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(ready_r)
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                linux.die_with_parent(signal.SIGKILL)
+                linux.unshare(NS_FLAGS)
+                linux.sethostname(name)
+                linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+                # So /sys/class/net lists this namespace's devices, as `ip netns exec` arranges.
+                linux.mount("sysfs", "/sys", "sysfs", MOUNT_FLAGS)
+                # A node's own /run/netns holds its pods' cni-* names; a pod sees an empty one.
+                linux.mount("tmpfs", "/run/netns", "tmpfs", MOUNT_FLAGS, "mode=755")
+                # Duplicate address detection on a point-to-point veth can find nothing, but
+                # it leaves every fresh link-local address "tentative" for a second or two,
+                # so what `ip addr` prints would depend on how fast the reader typed.
+                Path("/proc/sys/net/ipv6/conf/default/accept_dad").write_text("0")
+                os.write(ready_w, b"ok")
+                os.close(ready_w)
+                while True:
+                    signal.pause()
+            except BaseException as exc:
+                os.write(ready_w, f"{exc}".encode())
+                os._exit(1)
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            answer = ready.read()
+        if answer != b"ok":
+            raise SetupError(f"cannot create the namespaces of {name}: {answer.decode()}")
+        fds = tuple(
+            os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+            for ns in ("net", "uts", "mnt")
+        )
+        return Target(name, kind, pid, fds)
+
+    def apply(self, target: Target, batch: plan.Batch) -> None:
+        for tool, lines in (("ip", batch.ip), ("bridge", batch.bridge)):
+            if not lines:
+                continue
+            rc, text = call(target, [which(tool), "-batch", "-"],
+                            ("\n".join(lines) + "\n").encode())
+            if rc != 0:
+                raise SetupError(f"configuring {target.name} with `{tool} -batch`: {text.strip()}")
+        if batch.sysctl:
+            in_namespace(target, lambda: write_sysctls(batch.sysctl))
+
+    def build(self) -> None:
+        topo = self.topo
+        for node in topo.nodes:
+            self.targets[node.name] = self.hold(node.name, "node")
+        for pod in topo.pods:
+            self.targets[pod.name] = self.hold(pod.name, "pod")
+            self.netns[pod.name] = f"cni-{uuid.uuid4()}"
+        pids = {name: t.pid for name, t in self.targets.items()}
+        self.apply(self.host, plan.underlay(topo, pids))
+        for node in topo.nodes:
+            self.apply(self.targets[node.name],
+                       plan.node(topo, node.name, self.encapsulation, pids, self.netns))
+        for pod in topo.pods:
+            self.apply(self.targets[pod.name], plan.pod(topo, pod.name, self.encapsulation))
+
+    def inventory(self) -> dict[str, Any]:
+        topo = self.topo
+        tunnel = calico.IPIP_DEVICE if self.encapsulation == "IPIP" else calico.VXLAN_DEVICE
+        return {
+            "info": {
+                "backend": "netns",
+                "encapsulation": self.encapsulation,
+                "cluster": topo.cluster,
+                "calico": topo.calico_version,
+                "kernel": os.uname().release,
+                "user_namespace": self.mapping,
+                "started": self.started,
+            },
+            "nodes": [
+                {
+                    "name": n.name, "role": n.role, "ip": n.ip, "block": n.block,
+                    "hostname": n.name, "tunnel_device": tunnel, "tunnel_ip": n.tunnel_ip,
+                    "prompt": self.targets[n.name].prompt,
+                }
+                for n in topo.nodes
+            ],
+            "pods": [
+                {
+                    "name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,
+                    "veth": p.veth, "labels": p.labels, "hostname": p.name,
+                    "netns": self.netns[p.name], "prompt": self.targets[p.name].prompt,
+                }
+                for p in topo.pods
+            ],
+        }
+
+
+def probe_encapsulation(host: Target, topo: Topology) -> str:
+    """IPIP as the seed's pool asks, if this kernel can; else Calico's VXLAN mode."""
+    if topo.ipip_mode == "Never" and topo.vxlan_mode != "Never":
+        return "VXLAN"
+    rc, _ = call(host, ["/bin/sh", "-c", "ip link add labkit-probe type ipip"])
+    if rc == 0:
+        call(host, ["/bin/sh", "-c", "ip link del labkit-probe"])
+        return "IPIP"
+    return "VXLAN"
+
+
+class Server:
+    """Serves requests on the lab's socket, one single-threaded event loop."""
+
+    def __init__(self, lab: Lab, listener: socket.socket, parent: int | None) -> None:
+        self.lab = lab
+        self.listener = listener
+        self.parent = parent
+        self.sel = selectors.DefaultSelector()
+        self.jobs: dict[int, Job] = {}
+        self.by_pid: dict[int, Job] = {}
+        self.next_id = 1
+        self.running = True
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r = wake_r
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._stop_signal)
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, ("accept", None))
+        self.sel.register(wake_r, selectors.EVENT_READ, ("signal", None))
+        if parent is not None:
+            self.sel.register(parent, selectors.EVENT_READ, ("parent", None))
+
+    def _stop_signal(self, *_: object) -> None:
+        self.running = False
+
+    def serve(self) -> None:
+        while self.running:
+            events = self.sel.select(self._timeout())
+            for key, _ in events:
+                what, obj = key.data
+                getattr(self, f"_on_{what}")(key.fd, obj)
+            self._reap()
+            self._check_deadlines()
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _on_accept(self, fd: int, _: object) -> None:
+        try:
+            conn, _addr = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self.sel.register(conn, selectors.EVENT_READ, ("client", (conn, bytearray())))
+
+    def _on_client(self, fd: int, state: tuple[socket.socket, bytearray]) -> None:
+        conn, buffer = state
+        try:
+            data = conn.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(conn)
+            conn.close()
+            return
+        buffer += data
+        try:
+            frames = protocol.decode_frames(buffer)
+        except ValueError as exc:
+            self._send(conn, {"id": None, "ok": False, "error": {"type": "ProtocolError",
+                                                                  "message": str(exc)}})
+            return
+        for request in frames:
+            self._dispatch(conn, request)
+
+    def _on_signal(self, fd: int, _: object) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _on_parent(self, fd: int, _: object) -> None:
+        if not os.read(fd, 512):
+            self.running = False  # whoever started us is gone: so is the lab
+
+    def _on_output(self, fd: int, job: Job) -> None:
+        try:
+            data, ancillary, _flags, _ = job.socks[fd].recvmsg(RECORD_MAX, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        if data:
+            self._keep(job, fd, data, ancillary)
+            if job.ready and job.ready_waiter and job.ready in job.seen():
+                waiter, job.ready_waiter = job.ready_waiter, None
+                waiter({"handle": job.id, "ready": True})
+            return
+        self._close_fd(job, fd)
+        self._maybe_finish(job)
+
+    @staticmethod
+    def _keep(job: Job, fd: int, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> None:
+        stamp = 0
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanos = struct.unpack("qq", value[:16])
+                stamp = seconds * 1_000_000_000 + nanos
+        job.chunks.append((stamp, job.fds[fd], data))
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def _close_fd(self, job: Job, fd: int) -> None:
+        self.sel.unregister(fd)
+        job.socks.pop(fd).close()
+        del job.fds[fd]
+
+    def _launch(self, target: Target, command: str, timeout: float | None,
+                background: bool) -> Job:
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        readers, writers = [], []
+        for _ in (1, 2):
+            reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            reader.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            reader.setblocking(False)
+            with contextlib.suppress(OSError):  # a big write() must fit in one record
+                writer.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, RECORD_MAX)
+            readers.append(reader)
+            writers.append(writer)
+        t0, started = time.monotonic(), time.time()
+        try:
+            pid = spawn(target, ["/bin/sh", "-c", command],
+                        (null, writers[0].fileno(), writers[1].fileno()))
+        finally:
+            os.close(null)
+            for writer in writers:
+                writer.close()
+        job = Job(
+            id=self.next_id, pid=pid, target=target, command=command, started=started, t0=t0,
+            fds={readers[0].fileno(): 1, readers[1].fileno(): 2},
+            socks={r.fileno(): r for r in readers}, background=background,
+            deadline=t0 + timeout if timeout else None,
+        )
+        self.next_id += 1
+        self.jobs[job.id] = job
+        self.by_pid[pid] = job
+        for fd in job.fds:
+            self.sel.register(fd, selectors.EVENT_READ, ("output", job))
+        return job
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.by_pid.pop(pid, None)
+            if job is None:
+                continue  # an orphan a command left behind, reparented to us (PID 1)
+            job.status, job.exited_at = status, time.monotonic()
+            self._maybe_finish(job)
+
+    def _maybe_finish(self, job: Job) -> None:
+        if job.status is None:
+            return
+        if job.fds and time.monotonic() - (job.exited_at or 0) < DRAIN_GRACE:
+            return  # let the last output arrive; _check_deadlines comes back for it
+        for fd in list(job.fds):
+            self._drain(job, fd)
+            self._close_fd(job, fd)
+        if job.ready_waiter:  # it ended (or was killed) before printing the ready text
+            waiter, job.ready_waiter = job.ready_waiter, None
+            waiter({"handle": job.id, "ready": False})
+        if not job.background or job.waiters:
+            self._complete(job)
+
+    def _drain(self, job: Job, fd: int) -> None:
+        while True:
+            try:
+                data, ancillary, _flags, _ = job.socks[fd].recvmsg(RECORD_MAX, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            self._keep(job, fd, data, ancillary)
+
+    def _complete(self, job: Job) -> None:
+        result = job.result()
+        self.jobs.pop(job.id, None)
+        for waiter in job.waiters:
+            waiter({"result": result})
+        job.waiters.clear()
+
+    def _kill(self, job: Job, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, sig)
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            if job.status is None and job.deadline is not None and now >= job.deadline:
+                # Past a stop's grace the command is killed, but it did not time out.
+                job.timed_out = not job.stopping
+                job.deadline = None
+                self._kill(job, signal.SIGKILL)
+            elif (job.status is None and job.ready_waiter and job.ready_deadline is not None
+                  and now >= job.ready_deadline):
+                # It never printed what it was waited for: kill it, and the waiter gets its
+                # output with ready=False when it has gone.
+                job.timed_out = True
+                job.ready_deadline = None
+                self._kill(job, signal.SIGKILL)
+            elif job.status is not None and job.fds:
+                self._maybe_finish(job)
+
+    def _timeout(self) -> float | None:
+        now = time.monotonic()
+        times = [j.deadline for j in self.jobs.values() if j.deadline is not None]
+        times += [j.ready_deadline for j in self.jobs.values()
+                  if j.ready_waiter and j.ready_deadline is not None]
+        times += [(j.exited_at or now) + DRAIN_GRACE for j in self.jobs.values()
+                  if j.status is not None and j.fds]
+        return max(0.0, min(times) - now) if times else None
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        data = protocol.encode(message)
+        conn.setblocking(True)
+        try:
+            conn.sendall(data)
+        except OSError:
+            pass  # the client went away; nothing to tell it
+        finally:
+            conn.setblocking(False)
+
+    def _dispatch(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        rid = request.get("id")
+
+        def reply(body: dict[str, Any]) -> None:
+            self._send(conn, {"id": rid, "ok": True, **body})
+
+        def fail(kind: str, message: str, **extra: Any) -> None:
+            self._send(conn, {"id": rid, "ok": False,
+                              "error": {"type": kind, "message": message, **extra}})
+
+        op = request.get("op")
+        try:
+            if op == "inventory":
+                reply({"inventory": self.lab.inventory()})
+            elif op in ("run", "start"):
+                target = self._target(request.get("target"))
+                if target is None:
+                    known = list(self.lab.targets)
+                    fail("UnknownTarget", str(request.get("target")), known=known)
+                    return
+                background = op == "start"
+                job = self._launch(target, str(request["command"]),
+                                   request.get("timeout"), background)
+                if not background:
+                    job.waiters.append(reply)
+                elif request.get("ready"):
+                    job.ready = str(request["ready"]).encode()
+                    job.ready_waiter = reply
+                    job.ready_deadline = time.monotonic() + float(request.get("ready_timeout", 10))
+                else:
+                    reply({"handle": job.id, "ready": True})
+            elif op == "stop":
+                stopped = self.jobs.get(int(request["handle"]))
+                if stopped is None:
+                    fail("LabError", f"no background command with handle {request['handle']}")
+                    return
+                job = stopped
+                job.waiters.append(reply)
+                if job.status is None:
+                    job.stopping = True
+                    sig = getattr(signal, f"SIG{request.get('signal', 'INT')}")
+                    if sig != 0:
+                        self._kill(job, sig)
+                    grace = float(request.get("timeout", 5.0))
+                    job.deadline = time.monotonic() + grace
+                else:
+                    self._maybe_finish(job)
+            elif op == "shutdown":
+                reply({})
+                self.running = False
+            elif op == "ping":
+                reply({})
+            else:
+                fail("LabError", f"unknown request {op!r}")
+        except Exception as exc:  # report, never die: the lab outlives one bad request
+            fail("LabError", f"{type(exc).__name__}: {exc}")
+
+    def _target(self, name: object) -> Target | None:
+        return self.lab.targets.get(str(name)) if isinstance(name, str) else None
+
+
+def become_lab_init(config: dict[str, Any], handshake: Any) -> int:
+    """Runs as PID 1 of the lab's PID namespace; returns the exit status."""
+    linux.die_with_parent(signal.SIGKILL)
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    linux.mount("proc", "/proc", "proc", MOUNT_FLAGS)
+    # A private /run: the lab's /run/netns must not be, or touch, the host's.
+    linux.mount("tmpfs", "/run", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755")
+    os.mkdir("/run/netns")
+    linux.sethostname("labkit-" + config["name"])
+    topo = load(Path(config["manifests"]))
+    host = Target("host", "host", os.getpid(), ())
+    encapsulation = config.get("encapsulation") or probe_encapsulation(host, topo)
+    lab = Lab(topo, encapsulation, config["mapping"])
+    lab.build()
+    listener = socket.socket(fileno=config["listen_fd"])
+    handshake.write("ready " + json.dumps(lab.inventory()) + "\n")
+    handshake.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    parent = None if config.get("detached") else 0
+    Server(lab, listener, parent).serve()
+    return 0
+
+
+def main() -> int:
+    handshake = sys.stdout
+    config = json.loads(sys.stdin.readline())
+    try:
+        linux.unshare(linux.CLONE_NEWUSER)
+    except OSError as exc:
+        handshake.write(f"error user namespaces are not available: {exc.strerror}\n")
+        return 1
+    handshake.write("userns\n")
+    handshake.flush()
+    answer = sys.stdin.readline().strip()
+    if not answer.startswith("mapped"):
+        return 1
+    config["mapping"] = answer.split()[1]
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        if config["mapping"] != "single":
+            os.setgroups([])
+        linux.unshare(NS_FLAGS | linux.CLONE_NEWPID)
+    except OSError as exc:
+        handshake.write(f"error cannot create the lab's namespaces: {exc}\n")
+        return 1
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = become_lab_init(config, handshake)
+        except BaseException as exc:
+            detail = "".join(traceback.format_exception_only(exc)).strip()
+            sys.stderr.write(traceback.format_exc())
+            try:
+                handshake.write(f"error {detail}\n")
+                handshake.flush()
+            except OSError:
+                pass
+        os._exit(code)
+    # This process stays outside the lab's PID namespace only to wait for its PID 1.
+    sys.stdin.close()
+    os.close(0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+# The host side of a netns lab: starts its agent, maps its user namespace, talks to it.
+"""Start a netns lab (:func:`start`) or attach to one that ``labkit up`` left running
+(:func:`attach`), and use it through :class:`NetnsBackend`."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import CommandTimeout, LabError, LabUnavailable, ToolMissing, UnknownTarget
+from ..result import Result
+from ..topology import MANIFESTS
+from . import protocol
+
+# The tools a reader's commands use, and the Debian/Ubuntu package that has each.
+PACKAGES = {
+    "ip": "iproute2",
+    "bridge": "iproute2",
+    "ping": "iputils-ping",
+    "arping": "iputils-arping",
+    "tcpdump": "tcpdump",
+    "sysctl": "procps",
+    "newuidmap": "uidmap",
+}
+REQUIRED = ("ip", "bridge")
+START_TIMEOUT = 60.0
+SUBIDS = 65536
+
+
+def runtime_dir() -> Path:
+    """Where detached labs keep their socket, pid and log: private to this user."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(base) / "labkit" if base else Path(tempfile.gettempdir()) / f"labkit-{os.getuid()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def preflight() -> None:
+    """Fail early, with the package to install, when this machine cannot run a lab."""
+    if sys.platform != "linux":
+        raise LabUnavailable(
+            f"the netns lab needs Linux namespaces; this is {sys.platform}",
+            hint="build from the recorded transcripts with `nox -s build -- --replay`",
+        )
+    for tool in REQUIRED:
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            raise ToolMissing(tool, PACKAGES[tool])
+    limit = Path("/proc/sys/user/max_user_namespaces")
+    if limit.exists() and limit.read_text().strip() == "0":
+        raise LabUnavailable(
+            "this kernel has user namespaces turned off (user.max_user_namespaces = 0)",
+            hint="as root: sysctl -w user.max_user_namespaces=15000, or build with --replay",
+        )
+    switch = Path("/proc/sys/kernel/unprivileged_userns_clone")
+    if os.geteuid() != 0 and switch.exists() and switch.read_text().strip() == "0":
+        raise LabUnavailable(
+            "this kernel does not let ordinary users create user namespaces",
+            hint="as root: sysctl -w kernel.unprivileged_userns_clone=1, or run as root",
+        )
+
+
+def missing_tools() -> dict[str, str]:
+    """Reader-facing tools that are not installed: tool -> package."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    return {
+        tool: package for tool, package in PACKAGES.items()
+        if tool != "newuidmap" and not shutil.which(tool, path=path)
+    }
+
+
+def _subordinate(file: str, user: str, uid: int) -> tuple[int, int] | None:
+    try:
+        lines = Path(file).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (user, str(uid)):
+            return int(parts[1]), min(int(parts[2]), SUBIDS - 1)
+    return None
+
+
+def map_ids(pid: int) -> str:
+    """Write the agent's uid/gid maps; return ``full`` or ``single``.
+
+    As root: an identity map of 65536 ids.  As an ordinary user: root inside is
+    this user, and 1..65535 come from /etc/subuid through newuidmap (as
+    ``unshare --map-auto --map-root-user`` does).  Without subordinate ids only
+    one id can be mapped: the lab still runs, but a command that changes user
+    (tcpdump drops to the ``tcpdump`` user) cannot.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    proc = Path(f"/proc/{pid}")
+    if uid == 0:
+        (proc / "uid_map").write_text(f"0 0 {SUBIDS}\n")
+        (proc / "gid_map").write_text(f"0 0 {SUBIDS}\n")
+        return "full"
+    user = pwd.getpwuid(uid).pw_name
+    subuid = _subordinate("/etc/subuid", user, uid)
+    subgid = _subordinate("/etc/subgid", user, uid)
+    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    if subuid and subgid and all(tools):
+        done = [
+            subprocess.run([tool, str(pid), "0", str(own), "1", "1", str(start), str(count)],
+                           capture_output=True, text=True)
+            for tool, own, (start, count) in (
+                ("newuidmap", uid, subuid), ("newgidmap", gid, subgid)
+            )
+        ]
+        if all(d.returncode == 0 for d in done):
+            return "full"
+    (proc / "setgroups").write_text("deny")
+    (proc / "uid_map").write_text(f"0 {uid} 1\n")
+    (proc / "gid_map").write_text(f"0 {gid} 1\n")
+    return "single"
+
+
+SINGLE_ID_NOTE = (
+    "only one user id is mapped into this lab (no subordinate ids for this user, or newuidmap "
+    "missing: package uidmap): commands that switch users cannot work, and tcpdump, which "
+    "drops privileges to the `tcpdump` user, fails; run as root or add this user to "
+    "/etc/subuid and /etc/subgid"
+)
+
+
+class NetnsBackend:
+    """A connection to a netns lab's agent (see :mod:`labkit.netns.agent`)."""
+
+    name = "netns"
+
+    def __init__(self, sock: socket.socket, process: subprocess.Popen[bytes] | None = None,
+                 cleanup: Path | None = None, inventory: dict[str, Any] | None = None) -> None:
+        self._sock = sock
+        self._process = process
+        self._cleanup = cleanup
+        self._inventory = inventory
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- the Backend protocol -------------------------------------------------------------
+
+    def inventory(self) -> dict[str, Any]:
+        if self._inventory is None:
+            self._inventory = self._request({"op": "inventory"})["inventory"]
+        return self._inventory
+
+    def run(self, target: str, command: str, timeout: float) -> Result:
+        reply = self._request({"op": "run", "target": target, "command": command,
+                               "timeout": timeout})
+        result = Result.from_dict(reply["result"])
+        if result.timed_out:
+            raise CommandTimeout(result, timeout)
+        return result
+
+    def start(self, target: str, command: str, ready: str | None, timeout: float) -> str:
+        reply = self._request({"op": "start", "target": target, "command": command,
+                               "ready": ready, "ready_timeout": timeout, "timeout": None})
+        handle = str(reply["handle"])
+        if not reply.get("ready", True):
+            result = self.stop(handle, "KILL", 1.0)
+            raise CommandTimeout(result, timeout) if result.timed_out else LabError(
+                f"`{command}` on {target} exited with {result.rc} before printing "
+                f"{ready!r}\n  output: {result.output.strip() or '(none)'}"
+            )
+        return handle
+
+    def stop(self, handle: str, signal: str, timeout: float) -> Result:
+        reply = self._request({"op": "stop", "handle": handle, "signal": signal,
+                               "timeout": timeout})
+        return Result.from_dict(reply["result"])
+
+    def close(self) -> None:
+        """Stop the lab if this object started it (the agent and every namespace go)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._process is not None:
+            with contextlib.suppress(LabError, OSError):
+                self._request({"op": "shutdown"})
+        self._sock.close()
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            if self._process.stdin:
+                self._process.stdin.close()
+        if self._cleanup is not None:
+            shutil.rmtree(self._cleanup, ignore_errors=True)
+
+    def shutdown(self) -> None:
+        """Stop a lab this object merely attached to (``labkit down``)."""
+        self._request({"op": "shutdown"})
+        self._sock.close()
+        self._closed = True
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            message["id"] = next(self._ids)
+            try:
+                self._sock.sendall(protocol.encode(message))
+                reply = protocol.recv(self._sock)
+            except OSError as exc:
+                raise LabUnavailable(
+                    "lost the connection to the lab's agent (it was stopped or killed)",
+                    hint="start a new lab",
+                ) from exc
+        if not reply.get("ok"):
+            error = reply.get("error", {})
+            if error.get("type") == "UnknownTarget":
+                raise UnknownTarget(error["message"], error.get("known", []))
+            raise LabError(error.get("message", "the lab's agent reported an error"))
+        return reply
+
+
+def _handshake_line(stream: IO[bytes], process: subprocess.Popen[bytes], deadline: float,
+                    log: Path) -> str:
+    line = stream.readline().decode()
+    if not line:
+        code = process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        detail = log.read_text(errors="replace").strip()[-2000:] if log.exists() else ""
+        raise LabUnavailable(f"the lab's agent exited ({code}) while starting:\n{detail}")
+    return line.rstrip("\n")
+
+
+def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool = False,
+          encapsulation: str | None = None) -> NetnsBackend:
+    """Start a new netns lab and connect to it.
+
+    Detached labs (``labkit up``) keep running after this process exits, until
+    ``labkit down``; otherwise the lab goes when :meth:`NetnsBackend.close` is
+    called or this process dies, however it dies.
+    """
+    preflight()
+    if detached:
+        home = runtime_dir()
+        sock_path = home / f"{name}.sock"
+        log = home / f"{name}.log"
+        cleanup = None
+        if sock_path.exists():
+            try:
+                attach(name).inventory()
+            except LabError:
+                sock_path.unlink()  # a lab that died without `labkit down` left it behind
+            else:
+                raise LabError(f"a lab named {name!r} is already up; `labkit down` stops it")
+    else:
+        cleanup = Path(tempfile.mkdtemp(prefix="labkit-"))
+        sock_path = cleanup / "agent.sock"
+        log = cleanup / "agent.log"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(16)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "labkit.netns.agent"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
+            pass_fds=[listener.fileno()], start_new_session=detached, env=env,
+        )
+    listener_fd = listener.fileno()
+    assert process.stdin is not None and process.stdout is not None
+    config = {"manifests": str(manifests), "name": name, "detached": detached,
+              "listen_fd": listener_fd, "encapsulation": encapsulation}
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        process.stdin.write((json.dumps(config) + "\n").encode())
+        process.stdin.flush()
+        line = _handshake_line(process.stdout, process, deadline, log)
+        if line.startswith("error "):
+            raise LabUnavailable(line[6:], hint="build from transcripts with --replay")
+        mapping = map_ids(process.pid)
+        process.stdin.write(f"mapped {mapping}\n".encode())
+        process.stdin.flush()
+        line = _handshake_line(process.stdout, process, deadline, log)
+        if not line.startswith("ready "):
+            raise LabUnavailable(f"the lab could not be built: {line.removeprefix('error ')}")
+        inventory = json.loads(line[6:])
+    except BaseException:
+        process.kill()
+        process.wait()
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        else:
+            sock_path.unlink(missing_ok=True)
+        raise
+    finally:
+        listener.close()
+    process.stdout.close()
+    inventory["info"]["missing_tools"] = missing_tools()
+    if mapping == "single":
+        inventory["info"]["limitations"] = [SINGLE_ID_NOTE]
+    if detached:
+        (home / f"{name}.json").write_text(json.dumps({"pid": process.pid,
+                                                       "inventory": inventory}))
+        # The agent outlives us; closing our end of its stdin does not stop a detached agent.
+        process.stdin.close()
+        return _connect(sock_path, inventory=inventory)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(sock_path))
+    return NetnsBackend(sock, process=process, cleanup=cleanup, inventory=inventory)
+
+
+def _connect(path: Path, inventory: dict[str, Any] | None = None) -> NetnsBackend:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+    except OSError as exc:
+        sock.close()
+        raise LabUnavailable("no lab is up", hint="start one with `labkit up`") from exc
+    return NetnsBackend(sock, inventory=inventory)
+
+
+def attach(name: str = "default") -> NetnsBackend:
+    """Connect to a lab that ``labkit up`` started."""
+    home = runtime_dir()
+    path = home / f"{name}.sock"
+    if not path.exists():
+        raise LabUnavailable("no lab is up", hint="start one with `labkit up`")
+    backend = _connect(path)
+    state = home / f"{name}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        backend._inventory = json.loads(state.read_text())["inventory"]
+    return backend

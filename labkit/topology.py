@@ -1,0 +1,203 @@
+# The cluster both labs build, read from manifests/ (one source of truth).
+"""Load ``manifests/`` into a :class:`Topology`.
+
+``kind-cluster.yaml``, ``calico.yaml`` and ``app-deployment.yaml`` are the
+files the kind lab applies; ``replica.yaml`` holds what only the netns replica
+must decide.  Every mistake in them is reported with the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import calico
+from .errors import LabError
+
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+FILES = ("kind-cluster.yaml", "calico.yaml", "app-deployment.yaml", "replica.yaml")
+
+
+class TopologyError(LabError):
+    """A manifest is missing, malformed or inconsistent with the others."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    role: str
+    image: str
+    ip: str
+    """The node's address on docker's ``kind`` network (its ``eth0``)."""
+    block: str
+    """The node's IPAM block; its first address is the tunnel address."""
+
+    @property
+    def tunnel_ip(self) -> str:
+        return calico.block_addresses(self.block)[0]
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    name: str
+    namespace: str
+    node: str
+    ip: str
+    labels: dict[str, str] = field(hash=False)
+    image: str = ""
+
+    @property
+    def veth(self) -> str:
+        return calico.veth_name(self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Topology:
+    cluster: str
+    pod_subnet: str
+    calico_version: str
+    ipip_mode: str
+    vxlan_mode: str
+    nodes: tuple[NodeSpec, ...]
+    pods: tuple[PodSpec, ...]
+    gateway: str = "172.18.0.1"
+    underlay: str = "172.18.0.0/16"
+    fingerprint: str = ""
+    """sha256 over the manifest files: changes whenever anything that shapes the lab does."""
+
+    def node(self, name: str) -> NodeSpec:
+        return next(n for n in self.nodes if n.name == name)
+
+
+def node_names(cluster: str, roles: list[str]) -> list[str]:
+    """kind's node names: ``<cluster>-control-plane``, ``<cluster>-worker``, ``-worker2``..."""
+    names, seen = [], {"control-plane": 0, "worker": 0}
+    for role in roles:
+        seen[role] += 1
+        suffix = "" if seen[role] == 1 else str(seen[role])
+        names.append(f"{cluster}-{role}{suffix}")
+    return names
+
+
+def _read(directory: Path, name: str) -> Any:
+    path = directory / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TopologyError(f"{path}: cannot read it ({exc.strerror})") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise TopologyError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+
+
+def _get(doc: Any, path: str, file: str, kind: type = str) -> Any:
+    value = doc
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise TopologyError(f"manifests/{file}: missing `{path}`")
+        value = value[key]
+    if not isinstance(value, kind):
+        raise TopologyError(
+            f"manifests/{file}: `{path}` should be a {kind.__name__}, not {value!r}"
+        )
+    return value
+
+
+def load(directory: Path = MANIFESTS) -> Topology:
+    """Read and cross-check the manifests; raise :class:`TopologyError` naming the problem."""
+    kind_cfg = _read(directory, "kind-cluster.yaml")
+    calico_cfg = _read(directory, "calico.yaml")
+    deploy = _read(directory, "app-deployment.yaml")
+    replica = _read(directory, "replica.yaml")
+
+    cluster = _get(kind_cfg, "name", "kind-cluster.yaml")
+    subnet = _get(kind_cfg, "networking.podSubnet", "kind-cluster.yaml")
+    kind_nodes = _get(kind_cfg, "nodes", "kind-cluster.yaml", list)
+    roles = [_get(n, "role", "kind-cluster.yaml") for n in kind_nodes]
+    images = [n.get("image", "") for n in kind_cfg["nodes"]]
+    try:
+        pod_net = ipaddress.ip_network(subnet)
+    except ValueError as exc:
+        raise TopologyError(f"manifests/kind-cluster.yaml: bad podSubnet {subnet!r}") from exc
+
+    wanted = node_names(cluster, roles)
+    placed = _get(replica, "nodes", "replica.yaml", dict)
+    if sorted(placed) != sorted(wanted):
+        raise TopologyError(
+            f"manifests/replica.yaml: `nodes` must be exactly kind's node names for "
+            f"{cluster!r}: {', '.join(wanted)} (found: {', '.join(placed) or 'none'})"
+        )
+    nodes = []
+    for name, role, image in zip(wanted, roles, images, strict=True):
+        ip = _get(placed[name], "ip", "replica.yaml")
+        block = _get(placed[name], "block", "replica.yaml")
+        try:
+            in_underlay = ipaddress.ip_address(ip) in ipaddress.ip_network("172.18.0.0/16")
+            block_net = ipaddress.ip_network(block)
+        except ValueError as exc:
+            raise TopologyError(f"manifests/replica.yaml: node {name}: {exc}") from exc
+        if not in_underlay:
+            raise TopologyError(
+                f"manifests/replica.yaml: node {name}: {ip} is not in 172.18.0.0/16"
+            )
+        if not block_net.subnet_of(pod_net):  # type: ignore[arg-type]
+            raise TopologyError(
+                f"manifests/replica.yaml: node {name}: block {block} is not in {subnet}"
+            )
+        nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=block))
+
+    namespace = deploy.get("metadata", {}).get("namespace", "default")
+    replicas = _get(deploy, "spec.replicas", "app-deployment.yaml", int)
+    labels = _get(deploy, "spec.template.metadata.labels", "app-deployment.yaml", dict)
+    containers = _get(deploy, "spec.template.spec.containers", "app-deployment.yaml", list)
+    listed = _get(replica, "pods", "replica.yaml", list)
+    if len(listed) != replicas:
+        raise TopologyError(
+            f"manifests/replica.yaml: lists {len(listed)} pods but the Deployment asks for "
+            f"{replicas} replicas"
+        )
+    next_free = {n.name: iter(calico.block_addresses(n.block)[1:]) for n in nodes}
+    pods = []
+    for entry in listed:
+        name = _get(entry, "name", "replica.yaml")
+        node = _get(entry, "node", "replica.yaml")
+        if node not in next_free:
+            raise TopologyError(
+                f"manifests/replica.yaml: pod {name} is on {node!r}, which is not a node "
+                f"({', '.join(wanted)})"
+            )
+        pods.append(
+            PodSpec(
+                name=name,
+                namespace=namespace,
+                node=node,
+                ip=next(next_free[node]),
+                labels=dict(labels),
+                image=containers[0].get("image", ""),
+            )
+        )
+    if len({p.name for p in pods}) != len(pods):
+        raise TopologyError("manifests/replica.yaml: two pods share a name")
+
+    digest = hashlib.sha256()
+    for name in FILES:
+        digest.update(name.encode() + b"\0" + (directory / name).read_bytes())
+    pool = _get(calico_cfg, "pool", "calico.yaml", dict)
+    return Topology(
+        cluster=cluster,
+        pod_subnet=subnet,
+        calico_version=_get(calico_cfg, "version", "calico.yaml"),
+        ipip_mode=_get(pool, "ipipMode", "calico.yaml"),
+        vxlan_mode=_get(pool, "vxlanMode", "calico.yaml"),
+        nodes=tuple(nodes),
+        pods=tuple(pods),
+        fingerprint=digest.hexdigest(),
+    )
