@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ PACKAGES = {
 }
 
 Observer = Callable[[str, Any], None]
-"""Called with ``("run", Result)``, ``("start", Background)`` or ``("stop", Background)``."""
+"""Called with ``("run", Result)``, ``("start", Background)``, ``("stop", Background)``,
+and ``("collapse", summary)`` / ``("expand", None)`` around :meth:`Lab.collapsed` blocks."""
 
 
 class Target:
@@ -214,6 +216,19 @@ class Lab:
         """Call ``observer`` for every command run; returns a function that stops it."""
         self._observers.append(observer)
         return lambda: self._observers.remove(observer)
+
+    @contextlib.contextmanager
+    def collapsed(self, summary: str) -> Iterator[None]:
+        """Commands run inside this block are shown folded under ``summary`` on the page.
+
+        For the many commands behind one figure (a diagram's ``ip -j`` queries,
+        a packet walk's captures): still shown, word for word, but out of the way.
+        """
+        self._emit("collapse", summary)
+        try:
+            yield
+        finally:
+            self._emit("expand", None)
 
     def _emit(self, event: str, payload: Any) -> None:
         for observer in list(self._observers):
