@@ -27,8 +27,12 @@ class LabUnavailable(LabError):
     """
 
     def __init__(self, message: str, hint: str = "") -> None:
+        self.message = message
         self.hint = hint
         super().__init__(f"{message}\n  hint: {hint}" if hint else message)
+
+    def one_line(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
 class ToolMissing(LabUnavailable):

@@ -1,0 +1,21 @@
+# mkdocs-gen-files script: asks labkit for the chapters' pages and hands them to mkdocs.
+"""Thin on purpose: labkit.build renders plain Markdown; this only files it into the site."""
+
+from __future__ import annotations
+
+import mkdocs_gen_files
+from mkdocs.exceptions import PluginError
+
+from labkit import LabError
+from labkit.build import build, options_from_env
+
+try:
+    pages = build(options_from_env())
+except LabError as exc:
+    # A BuildError ends `mkdocs build` with this message and no traceback.
+    raise PluginError(str(exc)) from None
+
+for page in pages:
+    with mkdocs_gen_files.open(page.name, "w", encoding="utf-8") as handle:
+        handle.write(page.markdown)
+    mkdocs_gen_files.set_edit_path(page.name, page.source)

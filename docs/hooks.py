@@ -1,0 +1,13 @@
+# MkDocs hooks: edit links only where the site knows its repository.
+"""`LABKIT_REPO_URL` (e.g. https://github.com/you/labkit) turns on "edit this page" links
+to `docs_src/`; without it there are none, and the site links to no outside host at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def on_config(config: Any) -> Any:
+    if config.repo_url and not config.edit_uri:
+        config.edit_uri = "edit/main/"
+    return config

@@ -1,0 +1,213 @@
+# The `labkit` command: keep a lab up between commands, run commands in it, build the site.
+"""Command-line interface.
+
+::
+
+    labkit up                         start a netns lab in the background, print it
+    labkit status [--json]            what is up: backend, encapsulation, nodes, pods
+    labkit sh TARGET -- CMD...        run CMD in a node or pod, exit with its status
+    labkit down                       stop it
+    labkit build [--lab L] [--replay] [--keep-going] [--fresh]
+                                      run the chapters and build site/ with mkdocs
+    labkit check [--lab L]            run every snippet live, diff against transcripts
+
+Errors print one line (``labkit: ...``) and exit 1; bad arguments print usage and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .errors import LabError, LabUnavailable
+
+LABS = ("netns", "kind")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labkit",
+        description="Run a lab book's snippets against a real kind + Calico cluster or its "
+                    "netns replica.",
+    )
+    parser.add_argument("--version", action="version", version=f"labkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start a lab that stays up between commands")
+    up.add_argument("--lab", choices=LABS, default="netns")
+    up.add_argument("--name", default="default",
+                    help="several labs can be up at once under different names")
+
+    status = sub.add_parser("status", help="show the lab that is up")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.add_argument("--lab", choices=LABS, default="netns")
+    status.add_argument("--name", default="default")
+
+    sh = sub.add_parser("sh", help="run a command in a node or a pod of the lab that is up",
+                        usage="labkit sh [--timeout S] TARGET -- CMD...")
+    sh.add_argument("target", help="a node name (calico-ipip-worker2) or a pod name")
+    sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+    sh.add_argument("--timeout", type=float, default=60.0)
+    sh.add_argument("--name", default="default")
+
+    down = sub.add_parser("down", help="stop the lab that is up")
+    down.add_argument("--lab", choices=LABS, default="netns")
+    down.add_argument("--name", default="default")
+
+    build = sub.add_parser("build", help="run the chapters and build the site with mkdocs")
+    _build_options(build)
+    build.add_argument("--site", default="site", help="where the site goes (default: site/)")
+    build.add_argument("--serve", action="store_true", help="serve with live reload instead")
+
+    check = sub.add_parser("check", help="run every snippet live and diff against transcripts")
+    check.add_argument("--lab", choices=LABS, default="netns")
+    return parser
+
+
+def _build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lab", choices=LABS, default="netns", help="the lab to run snippets on")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--replay", action="store_true",
+                     help="start no lab: build from the transcripts in docs_src/transcripts/")
+    how.add_argument("--fresh", action="store_true",
+                     help="run every chapter live, even those recorded unchanged")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="show a failing snippet as an error box on its page and go on")
+
+
+def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
+    """What ``labkit status --json`` prints: the documented keys first, then the rest."""
+    info = inventory["info"]
+    return {
+        "backend": info["backend"],
+        "encapsulation": info["encapsulation"],
+        "nodes": [{"name": n["name"], "ip": n["ip"], "block": n["block"]}
+                  for n in inventory["nodes"]],
+        "pods": [{"name": p["name"], "namespace": p["namespace"], "node": p["node"],
+                  "ip": p["ip"], "veth": p["veth"]} for p in inventory["pods"]],
+        "info": info,
+    }
+
+
+def status_text(inventory: dict[str, Any]) -> str:
+    """The lab as a reader wants to see it: like `kubectl get nodes,pods -o wide`, but labkit's."""
+    info = inventory["info"]
+    lines = [
+        f"lab: {info['backend']}  cluster: {info.get('cluster', '?')}  "
+        f"calico: {info.get('calico', '?')}  encapsulation: {info['encapsulation']}",
+        "",
+        _table(["NODE", "IP", "BLOCK", "TUNNEL"],
+               [[n["name"], n["ip"], n["block"], f"{n['tunnel_device']} {n['tunnel_ip']}"]
+                for n in inventory["nodes"]]),
+        "",
+        _table(["POD", "NAMESPACE", "NODE", "IP", "VETH"],
+               [[p["name"], p["namespace"], p["node"], p["ip"], p["veth"]]
+                for p in inventory["pods"]]),
+    ]
+    for note in info.get("limitations", []):
+        lines += ["", f"note: {note}"]
+    missing = info.get("missing_tools") or {}
+    if missing:
+        lines += ["", "missing: " + ", ".join(f"{t} (package {p})" for t, p in missing.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *rows])
+
+
+def _up(args: argparse.Namespace) -> int:
+    if args.lab == "kind":
+        from .kind import backend as kind_backend
+
+        kind_backend.start()
+        print("kind cluster is up; `labkit down --lab kind` deletes it")
+        return 0
+    from .netns import launcher
+
+    backend = launcher.start(name=args.name, detached=True)
+    print(status_text(backend.inventory()), end="")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.lab == "kind":
+        from .kind import backend as kind_backend
+
+        inventory = kind_backend.start(reuse_only=True).inventory()
+    else:
+        from .netns import launcher
+
+        inventory = launcher.attach(args.name).inventory()
+    if args.json:
+        print(json.dumps(status_document(inventory), indent=2, ensure_ascii=False))
+    else:
+        print(status_text(inventory), end="")
+    return 0
+
+
+def _sh(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        parser.error("labkit sh: give the command after --, e.g. labkit sh NODE -- ip route")
+    from .lab import Lab
+    from .netns import launcher
+
+    lab = Lab(launcher.attach(args.name))
+    command = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
+    result = lab.sh(args.target, command, timeout=args.timeout, check=False)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.rc
+
+
+def _down(args: argparse.Namespace) -> int:
+    if args.lab == "kind":
+        from .kind import backend as kind_backend
+
+        kind_backend.delete()
+        return 0
+    from .netns import launcher
+
+    launcher.attach(args.name).shutdown()
+    print(f"lab {args.name!r} is down")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            return _up(args)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "sh":
+            return _sh(args, parser)
+        if args.command == "down":
+            return _down(args)
+        from . import site
+
+        if args.command == "build":
+            return site.build_site(args)
+        return site.check(args)
+    except LabUnavailable as exc:
+        print(f"labkit: {exc.one_line()}", file=sys.stderr)
+        return 1
+    except LabError as exc:
+        print(f"labkit: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("labkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+# Turns a chapter and its snippets' runs into plain Markdown (mkdocs-material flavoured).
+"""The renderer.
+
+Prose is a jinja2 template over the chapter's namespace (so ``{{ pod.ip }}``
+always agrees with the output beside it); fenced code in prose is left as
+written.  Each snippet becomes its commands' output in ``console`` blocks with
+the prompt of the node or pod it ran in, a provenance line, and its Python
+source in a second tab.  Command output is data: it is put inside a fence
+longer than any backtick run it contains, never templated, never parsed as
+Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import markupsafe
+
+from .errors import SnippetError
+from .execute import Block, SnippetRun
+from .result import Result
+from .snippets import Chapter
+
+MAX_LINES = 200
+"""A command's output longer than this is cut on the page (the transcript keeps it all)."""
+LABKIT_META = ("normalize", "fresh_lab")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}<>&|#])")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the outputs of a page came from."""
+
+    info: dict[str, Any]
+    """The lab's facts (backend, encapsulation, kernel, versions)."""
+    mode: str
+    """``live`` (run during this build) or ``replay`` (from a transcript)."""
+    recorded: float
+    """When the outputs were printed (the live run's time, for a replay too)."""
+
+    def describe(self, started: float | None = None) -> str:
+        info = self.info
+        when = _utc(started or self.recorded)
+        lab = {"netns": "netns 复刻实验室", "kind": "kind 集群"}.get(
+            info.get("backend", ""), str(info.get("backend")))
+        parts = [lab, f"Calico {info.get('calico', '?')}",
+                 f"{info.get('encapsulation', '?')} 模式", f"Linux {info.get('kernel', '?')}"]
+        if info.get("kubernetes"):
+            parts.append(f"Kubernetes {info['kubernetes']}")
+        parts.append(when)
+        parts.append("本次构建实时运行" if self.mode == "live"
+                     else f"回放自 transcript（记录于 {_utc(self.recorded)}）")
+        return " · ".join(parts)
+
+
+def _utc(stamp: float) -> str:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fence(text: str, language: str, indent: str = "") -> str:
+    """A fenced block that no content can close early: longer than any backtick run in it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    marks = "`" * max(3, longest + 1)
+    body = text if text.endswith("\n") or not text else text + "\n"
+    lines = [f"{marks}{language}\n", *body.splitlines(keepends=True), f"{marks}\n"]
+    return "".join(indent + line if line.strip() else line for line in lines)
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "".join(prefix + line if line.strip() else line
+                   for line in text.splitlines(keepends=True))
+
+
+def escape_markdown(value: Any) -> str:
+    """A value dropped into prose shows as itself: no markup, no HTML."""
+    if isinstance(value, markupsafe.Markup):
+        return str(value)
+    return MARKDOWN_SPECIAL.sub(lambda m: html.escape(m.group(1)) if m.group(1) in "<>&"
+                                else "\\" + m.group(1), str(value))
+
+
+def code_span(value: Any) -> markupsafe.Markup:
+    """``{{ x | code }}``: the value as an inline code span, whatever it contains."""
+    text = str(value).replace("\n", " ")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return markupsafe.Markup(f"{ticks}{pad}{text}{pad}{ticks}")
+
+
+def _environment(path: str, sources: dict[str, str]) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: (sources[name], name, lambda: True)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        finalize=escape_markdown,
+    )
+    env.filters["code"] = code_span
+    return env
+
+
+def _prose_pieces(chapter: Chapter) -> Iterator[tuple[str, int, int]]:
+    """(kind, start, end) over the chapter body: ``prose``, ``literal`` or ``snippet``."""
+    spans = sorted([("literal", s, e) for s, e in chapter.literal]
+                   + [("snippet", s.start, s.end) for s in chapter.snippets],
+                   key=lambda span: span[1])
+    position = chapter.body_start
+    for kind, start, end in spans:
+        if start > position:
+            yield "prose", position, start
+        yield kind, start, end
+        position = end
+    if position < len(chapter.text):
+        yield "prose", position, len(chapter.text)
+
+
+def render_prose(chapter: Chapter, start: int, end: int, namespace: dict[str, Any]) -> str:
+    """Render one stretch of prose as a jinja2 template; errors name the chapter's line."""
+    text = chapter.text[start:end]
+    if "{{" not in text and "{%" not in text and "{#" not in text:
+        return text
+    first_line = chapter.text.count("\n", 0, start) + 1
+    padded = "\n" * (first_line - 1) + text
+    env = _environment(chapter.path, {chapter.path: padded})
+    try:
+        rendered = env.get_template(chapter.path).render(namespace)
+    except jinja2.TemplateSyntaxError as exc:
+        raise SnippetError(chapter.path, exc.lineno, f"template error: {exc.message}") from exc
+    except Exception as exc:
+        line = first_line
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == chapter.path:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        raise SnippetError(chapter.path, line, f"in the text: {type(exc).__name__}: {exc}") \
+            from exc
+    return rendered[first_line - 1:]
+
+
+def console_text(results: list[Result]) -> tuple[str, list[str]]:
+    """Commands and their output as a terminal shows them, and notes for what was cut."""
+    lines: list[str] = []
+    notes: list[str] = []
+    for result in results:
+        lines.append(f"{result.prompt} {result.command}\n")
+        output = result.output.splitlines(keepends=True)
+        if len(output) > MAX_LINES:
+            notes.append(f"`{result.command}` 的输出共 {len(output)} 行，页面只显示前 "
+                         f"{MAX_LINES} 行，省略了 {len(output) - MAX_LINES} 行；"
+                         "完整输出保存在 transcript 中。")
+            output = output[:MAX_LINES]
+        if output and not output[-1].endswith("\n"):
+            output[-1] += "\n"
+        lines.extend(output)
+        if result.invalid_bytes:
+            notes.append(f"`{result.command}` 的输出含 {result.invalid_bytes} 个不是 UTF-8 的字节，"
+                         "页面上显示为 �。")
+        if result.timed_out:
+            notes.append(f"`{result.command}` 超时，被强行终止。")
+    return "".join(lines), notes
+
+
+def _console_blocks(blocks: list[Block], indent: str) -> str:
+    """Consecutive commands in one place share one terminal; each background command has its
+    own, as it would in a second terminal window."""
+    out: list[str] = []
+    pending: list[Result] = []
+
+    def flush() -> None:
+        if pending:
+            text, notes = console_text(pending)
+            out.append(fence(text, "console", indent) + "\n")
+            out.extend(f"{indent}<small>{html.escape(n)}</small>\n\n" for n in notes)
+            pending.clear()
+
+    for block in blocks:
+        if block.kind == "console" and block.result is not None:
+            if pending and pending[-1].target != block.result.target:
+                flush()
+            pending.append(block.result)
+        elif block.kind == "console" and block.background is not None:
+            flush()
+            bg = block.background
+            out.append(f"{indent}<small>{BACKGROUND_NOTE}</small>\n\n")
+            if bg.result is not None:
+                text, notes = console_text([bg.result])
+                out.append(fence(text, "console", indent) + "\n")
+                out.extend(f"{indent}<small>{html.escape(n)}</small>\n\n" for n in notes)
+        elif block.kind == "group":
+            flush()
+            inner = _console_blocks(block.children, "")
+            if inner:
+                folded = _indent(inner, indent + "    ")
+                out.append(f'{indent}??? note "{_attr(block.summary)}"\n\n{folded}\n')
+    flush()
+    return "".join(out)
+
+
+def _attr(text: str) -> str:
+    return text.replace('"', "'").replace("\n", " ")
+
+
+def _figures(blocks: list[Block]) -> list[str]:
+    found: list[str] = []
+    for block in blocks:
+        if block.kind == "figure":
+            found.append(block.markdown)
+        found.extend(_figures(block.children))
+    return found
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("labkit", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+)
+BACKGROUND_NOTE = "另一个终端，后台运行；其余命令结束后用 Ctrl-C（SIGINT）停止："
+
+
+def render_snippet(run: SnippetRun, provenance: Provenance, lab_name: str) -> str:
+    snippet = run.snippet
+    source = fence(snippet.code, "python", "    ")
+    label = _attr(f"Python 源码（{snippet.where}）")
+    if run.skipped:
+        return _TEMPLATES.get_template("skipped.md.j2").render(
+            needs=snippet.only_on, backend=html.escape(str(provenance.info.get("backend"))),
+            label=label, source=_indent(source),
+        ) + "\n"
+    if snippet.hidden and run.error is None:
+        return ""
+    parts: list[str] = []
+    outputs = _console_blocks(run.blocks, "    ")
+    described = html.escape(provenance.describe(run.started))
+    prov = f'    <small class="labkit-provenance">{described}</small>\n\n'
+    if run.error is not None:
+        parts.append(f'!!! failure "代码段失败：{_attr(snippet.where)}"\n\n'
+                     f"{fence(str(run.error), 'text', '    ')}\n")
+    if outputs or not snippet.hidden:
+        shown = outputs or "    （这段代码没有运行命令）\n\n"
+        parts.append(f'=== "终端"\n\n{shown}{prov}')
+        parts.append(f'=== "{label}"\n\n{source}\n')
+    parts.extend(f"{figure.rstrip()}\n\n" for figure in _figures(run.blocks))
+    return "".join(parts)
+
+
+def banner(provenance: Provenance) -> str:
+    """The page's opening box: where the outputs came from and how the replica differs."""
+    info = provenance.info
+    return _TEMPLATES.get_template("banner.md.j2").render(
+        described=html.escape(provenance.describe()),
+        backend=info.get("backend"),
+        calico=html.escape(str(info.get("calico", ""))),
+        encapsulation=info.get("encapsulation"),
+        single_id=info.get("user_namespace") == "single",
+        replay=provenance.mode == "replay",
+    )
+
+
+def front_matter(chapter: Chapter) -> str:
+    import yaml
+
+    meta = {k: v for k, v in chapter.meta.items() if k not in LABKIT_META}
+    if not meta:
+        return ""
+    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n"
+
+
+def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str, Any],
+                   provenance: Provenance | None, lab_name: str = "") -> str:
+    """The chapter's page as Markdown."""
+    by_start = {run.snippet.start: run for run in runs}
+    parts = [front_matter(chapter)]
+    for kind, start, end in _prose_pieces(chapter):
+        if kind == "prose":
+            parts.append(render_prose(chapter, start, end, namespace))
+        elif kind == "literal":
+            parts.append(chapter.text[start:end])
+        else:
+            run = by_start.get(start)
+            if run is not None and provenance is not None:
+                parts.append(_blank_line_before(parts) + render_snippet(run, provenance, lab_name))
+    page = "".join(parts)
+    if provenance is not None and runs:
+        page = _after_title(page, banner(provenance))
+    return page
+
+
+def _blank_line_before(parts: list[str]) -> str:
+    return "" if not parts or parts[-1].endswith("\n\n") or not parts[-1] else "\n"
+
+
+def _after_title(page: str, text: str) -> str:
+    match = re.search(r"^# .*\n", page, re.M)
+    if match is None:
+        return text + "\n" + page
+    return page[: match.end()] + "\n" + text + page[match.end():]
+
+
+Renderer = Callable[[Chapter, list[SnippetRun], dict[str, Any], Provenance | None, str], str]

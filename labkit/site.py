@@ -1,0 +1,145 @@
+# `labkit build` and `labkit check`: the site build around mkdocs, and the drift check.
+"""Building ``site/`` safely, and checking the transcripts against a live lab.
+
+The site is built into a private directory and swapped into place with one
+atomic rename, so an interrupted build (Ctrl-C, SIGKILL) leaves the last good
+``site/`` as it was; this process and mkdocs die with whoever started them, and
+the lab's agent dies with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import snippets
+from .build import Options, chapters, run_live
+from .drift import diff
+from .errors import LabError
+from .lab import open_lab
+from .recording import Recorder
+from .transcript import Store
+
+QUIET_BANNERS = {
+    # Material and the MkDocs 1.x continuations print end-of-life banners on every build.
+    "NO_MKDOCS_2_WARNING": "1",
+    "DISABLE_MKDOCS_2_WARNING": "true",
+}
+RENAME_EXCHANGE = 2
+
+
+def project_root() -> Path:
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "mkdocs.yml").exists() and (folder / "docs_src").is_dir():
+            return folder
+    raise LabError("no mkdocs.yml with a docs_src/ beside it here or above; "
+                   "run labkit build from the project's folder")
+
+
+def _die_with_parent() -> None:
+    from .netns import linux
+
+    with contextlib.suppress(OSError):
+        linux.die_with_parent(signal.SIGKILL)
+
+
+def publish(built: Path, site: Path) -> None:
+    """Put ``built`` where ``site`` is in one step: readers see the old site or the new one."""
+    if not site.exists():
+        os.rename(built, site)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd = -100
+    if libc.renameat2(at_fdcwd, str(built).encode(), at_fdcwd, str(site).encode(),
+                      RENAME_EXCHANGE) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"cannot swap {built} into {site}: {os.strerror(errno)}")
+    shutil.rmtree(built)  # now holds the previous site
+
+
+def _clean_stale(state: Path) -> None:
+    """Remove private build folders of builds that were killed (their pid is gone)."""
+    for folder in state.glob("site-*"):
+        pid = folder.name.removeprefix("site-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def build_env(args: argparse.Namespace) -> dict[str, str]:
+    mode = "replay" if args.replay else "live" if args.fresh else "auto"
+    return dict(os.environ, LABKIT_LAB=args.lab, LABKIT_MODE=mode,
+                LABKIT_KEEP_GOING="1" if args.keep_going else "", **QUIET_BANNERS)
+
+
+def build_site(args: argparse.Namespace) -> int:
+    """Run mkdocs (whose gen-files script runs the chapters) into a private folder, then publish."""
+    _die_with_parent()
+    root = project_root()
+    env = build_env(args)
+    mkdocs = [sys.executable, "-m", "mkdocs"]
+    if args.serve:
+        return subprocess.call([*mkdocs, "serve"], cwd=root, env=env,
+                               preexec_fn=_die_with_parent)
+    state = root / ".labkit"
+    state.mkdir(exist_ok=True)
+    _clean_stale(state)
+    private = state / f"site-{os.getpid()}"
+    started = time.monotonic()
+    try:
+        code = subprocess.call([*mkdocs, "build", "--strict", "--site-dir", str(private)],
+                               cwd=root, env=env, preexec_fn=_die_with_parent)
+        if code != 0:
+            print(f"labkit: the build failed; {args.site}/ is unchanged", file=sys.stderr)
+            return code
+        publish(private, root / args.site)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    print(f"labkit: built {args.site}/ in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Run every chapter live and diff each snippet against its transcript; 1 on any drift."""
+    root = project_root()
+    options = Options(source=root / "docs_src", lab=args.lab)
+    store = Store(options.transcripts)
+    drifted = 0
+    compared = 0
+    for path in chapters(options.source):
+        chapter = snippets.load(path, root)
+        if not chapter.snippets:
+            continue
+        transcript = store.load(chapter.path)
+        if transcript is None:
+            print(f"{chapter.path}: no transcript to compare with; run `nox -s build` first")
+            drifted += 1
+            continue
+        with open_lab(args.lab) as base:
+            recorder = Recorder(base._backend)
+            from .lab import Lab
+
+            run, _ = run_live(chapter, Lab(recorder), recorder, keep_going=True)
+        for snippet_run, record in zip(run.runs, transcript.snippets, strict=False):
+            snippet = snippet_run.snippet
+            if snippet_run.error is not None:
+                print(f"{snippet.where}: the snippet failed: {snippet_run.error.reason}")
+                drifted += 1
+                continue
+            compared += 1
+            text = diff(chapter, snippet, record.results(), snippet_run.results(),
+                        str(transcript.path.relative_to(root) if transcript.path else ""))
+            if text:
+                drifted += 1
+                print(f"{snippet.where}: output drifted from the transcript:\n{text}")
+    print(f"labkit check: {compared} snippets compared, {drifted} drifted or failed",
+          file=sys.stderr)
+    return 1 if drifted else 0

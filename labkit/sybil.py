@@ -1,0 +1,135 @@
+# Sybil adapter: every labkit snippet of every chapter is a pytest test, run against a lab.
+"""The only module that knows sybil and pytest.
+
+Snippets are found by :func:`labkit.snippets.parse`, the parser the renderer
+uses, so what is tested is exactly what is rendered.  (Sybil's own Markdown
+parser compares the whole info string with the language, so it would silently
+skip ```` ```python labkit ```` fences.)  Each snippet is one test,
+``docs_src/<file>.md::line:N``; the snippets of a chapter share one namespace
+and run in order, as in a build.  After a snippet passes, its output is
+compared with the committed transcript through the declared normalisers, so a
+change in what the lab prints fails here, at the snippet's own line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sybil import Document, Example, Region, Sybil
+
+from . import snippets
+from .build import _skip_reason
+from .drift import diff
+from .errors import LabUnavailable, TranscriptError
+from .execute import ChapterRun
+from .lab import Lab, open_lab
+from .transcript import Store
+
+NO_LAB = "no lab available"
+
+
+class LabkitSybil(Sybil):
+    """Names each test ``line:N``, the snippet's fence line."""
+
+    def identify(self, example: Example) -> str:
+        return f"line:{example.line}"
+
+
+def _chapter(document: Document) -> snippets.Chapter:
+    chapter: snippets.Chapter = document.namespace["__labkit_chapter__"]
+    return chapter
+
+
+def parse_document(document: Document) -> Iterable[Region]:
+    """Sybil parser: one region per labkit snippet, from the renderer's own parser."""
+    root = Path(document.path).resolve().parent.parent
+    shown = str(Path(document.path).resolve().relative_to(root))
+    chapter = snippets.parse(document.text, shown)
+    document.namespace["__labkit_chapter__"] = chapter
+    document.namespace["__labkit_root__"] = root
+    for snippet in chapter.snippets:
+        yield Region(snippet.start, snippet.end, snippet, evaluate)
+
+
+def _lab_for(namespace: dict[str, Any], chapter: snippets.Chapter) -> Lab:
+    """The session's lab, or a fresh one for a chapter that asks (``fresh_lab: true``)."""
+    if "__labkit_lab__" in namespace:
+        lab: Lab = namespace["__labkit_lab__"]
+        return lab
+    shared = namespace["lab"]
+    assert isinstance(shared, Lab)
+    if chapter.meta.get("fresh_lab"):
+        try:
+            lab = open_lab(shared.backend)
+        except LabUnavailable as exc:
+            pytest.skip(f"{NO_LAB}: {exc.one_line()}")
+        namespace["__labkit_owned__"] = lab
+    else:
+        lab = shared
+    namespace["__labkit_lab__"] = lab
+    return lab
+
+
+def evaluate(example: Example) -> None:
+    """Run one snippet in its chapter's shared namespace; fail with file:line and the reason."""
+    namespace = example.namespace
+    chapter = _chapter(example.document)
+    snippet: snippets.Snippet = example.parsed
+    lab = _lab_for(namespace, chapter)
+    run: ChapterRun | None = namespace.get("__labkit_run__")
+    if run is None:
+        run = ChapterRun(lab)
+        namespace["__labkit_run__"] = run
+    index = chapter.snippets.index(snippet)
+    if len(run.runs) != index:
+        pytest.skip(f"an earlier snippet of {chapter.path} did not run, so this one cannot")
+    skip = _skip_reason(snippet, lab.backend)
+    result = run.run(snippet, skip=skip)
+    if result.skipped:
+        pytest.skip(f"{snippet.where} needs the {snippet.only_on} lab")
+    if result.error is not None:
+        pytest.fail(str(result.error), pytrace=False)
+    _check_drift(namespace, chapter, snippet, index, result.results(), lab.backend)
+
+
+def _check_drift(namespace: dict[str, Any], chapter: snippets.Chapter, snippet: snippets.Snippet,
+                 index: int, live: list[Any], backend: str) -> None:
+    root: Path = namespace["__labkit_root__"]
+    store = Store(root / "docs_src" / "transcripts")
+    try:
+        transcript = store.load(chapter.path)
+    except TranscriptError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if transcript is None or transcript.inventory["info"].get("backend") != backend:
+        return  # nothing recorded on this lab to compare with
+    records = transcript.snippets
+    if index >= len(records) or records[index].code != snippet.code:
+        pytest.fail(f"{snippet.where}: the snippet changed since {transcript.path} was "
+                    "recorded; rebuild (nox -s build) and commit the transcript", pytrace=False)
+    text = diff(chapter, snippet, records[index].results(), live,
+                str(Path(str(transcript.path)).relative_to(root)))
+    if text:
+        pytest.fail(f"{snippet.where}: the output drifted from the transcript "
+                    f"(after normalising {', '.join(chapter.normalizers + snippet.normalizers)}):"
+                    f"\n{text}", pytrace=False)
+
+
+def teardown(namespace: dict[str, Any]) -> None:
+    owned = namespace.pop("__labkit_owned__", None)
+    if owned is not None:
+        owned.close()
+
+
+def collector(chapters: Path) -> Any:
+    """The ``pytest_collect_file`` hook for a conftest.py: every chapter in ``chapters``."""
+    return LabkitSybil(
+        parsers=[parse_document],
+        path=str(chapters.resolve()),
+        patterns=["*.md"],
+        excludes=["transcripts/*"],
+        fixtures=["lab"],
+        teardown=teardown,
+    ).pytest()

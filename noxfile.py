@@ -1,0 +1,78 @@
+# nox sessions: build the site, serve it, test it, lint it, check drift, benchmark, browse.
+"""Every session installs labkit into its own fresh virtualenv.
+
+Options after ``--`` are passed on: ``nox -s build -- --lab kind``,
+``nox -s build -- --replay``, ``nox -s tests -- --lab kind``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["build", "tests", "lint"]
+nox.options.reuse_existing_virtualenvs = False
+
+BANNERS = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+
+
+def _wants_kind(session: nox.Session) -> bool:
+    args = session.posargs
+    return ("kind" in args and "--lab" in args) or "--lab=kind" in args
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    extras_list = [*extras, *(["kind"] if _wants_kind(session) else [])]
+    session.install("-e", f".[{','.join(extras_list)}]")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Start the lab, run every chapter's snippets, build site/ (mkdocs --strict)."""
+    _install(session, "docs")
+    session.run("labkit", "build", *session.posargs, env=BANNERS)
+
+
+@nox.session
+def serve(session: nox.Session) -> None:
+    """Serve the site with live reload; unchanged chapters are not re-run."""
+    _install(session, "docs")
+    session.run("labkit", "build", "--serve", *session.posargs, env=BANNERS)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests, the lab's tests, and every chapter snippet as a test (sybil)."""
+    _install(session, "docs", "test")
+    session.run("pytest", *session.posargs, env=BANNERS)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy (strict)."""
+    _install(session, "docs", "test", "kind")
+    session.install("ruff", "mypy", "types-PyYAML")
+    session.run("ruff", "check", "labkit", "tests", "docs", "noxfile.py")
+    session.run("mypy")
+
+
+@nox.session
+def check(session: nox.Session) -> None:
+    """Run every snippet live and diff its output against the committed transcript."""
+    _install(session)
+    session.run("labkit", "check", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Print lab and build timings measured side by side in one run."""
+    _install(session, "docs")
+    session.run("python", "-m", "labkit.bench", *session.posargs, env=BANNERS)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Open the built site in headless Chromium: diagrams, tabs, search, no outside requests."""
+    _install(session, "docs", "test")
+    session.install("playwright")
+    session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs,
+                env=BANNERS)
