@@ -20,6 +20,7 @@ from .errors import (
 )
 from .lab import Background, Lab, Node, Pod, Target, open_lab
 from .result import Result
+from .status import status
 
 __version__ = "0.1.0"
 
@@ -40,4 +41,5 @@ __all__ = [
     "UnknownTarget",
     "__version__",
     "open_lab",
+    "status",
 ]

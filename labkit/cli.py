@@ -21,10 +21,10 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from . import __version__
 from .errors import LabError, LabUnavailable
+from .status import status_document, status_text
 
 LABS = ("netns", "kind")
 
@@ -78,49 +78,6 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
                      help="run every chapter live, even those recorded unchanged")
     parser.add_argument("--keep-going", action="store_true",
                         help="show a failing snippet as an error box on its page and go on")
-
-
-def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
-    """What ``labkit status --json`` prints: the documented keys first, then the rest."""
-    info = inventory["info"]
-    return {
-        "backend": info["backend"],
-        "encapsulation": info["encapsulation"],
-        "nodes": [{"name": n["name"], "ip": n["ip"], "block": n["block"]}
-                  for n in inventory["nodes"]],
-        "pods": [{"name": p["name"], "namespace": p["namespace"], "node": p["node"],
-                  "ip": p["ip"], "veth": p["veth"]} for p in inventory["pods"]],
-        "info": info,
-    }
-
-
-def status_text(inventory: dict[str, Any]) -> str:
-    """The lab as a reader wants to see it: like `kubectl get nodes,pods -o wide`, but labkit's."""
-    info = inventory["info"]
-    lines = [
-        f"lab: {info['backend']}  cluster: {info.get('cluster', '?')}  "
-        f"calico: {info.get('calico', '?')}  encapsulation: {info['encapsulation']}",
-        "",
-        _table(["NODE", "IP", "BLOCK", "TUNNEL"],
-               [[n["name"], n["ip"], n["block"], f"{n['tunnel_device']} {n['tunnel_ip']}"]
-                for n in inventory["nodes"]]),
-        "",
-        _table(["POD", "NAMESPACE", "NODE", "IP", "VETH"],
-               [[p["name"], p["namespace"], p["node"], p["ip"], p["veth"]]
-                for p in inventory["pods"]]),
-    ]
-    for note in info.get("limitations", []):
-        lines += ["", f"note: {note}"]
-    missing = info.get("missing_tools") or {}
-    if missing:
-        lines += ["", "missing: " + ", ".join(f"{t} (package {p})" for t, p in missing.items())]
-    return "\n".join(lines) + "\n"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in [header, *rows])
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from .backend import Backend
-from .errors import CommandFailed, LabError, ToolMissing, UnknownTarget
+from .errors import CommandFailed, CommandTimeout, LabError, ToolMissing, UnknownTarget
 from .result import Result
 
 DEFAULT_TIMEOUT = 30.0
@@ -100,17 +100,27 @@ class Background:
         self.command = command
         self.handle = handle
         self.result: Result | None = None
+        self.signal: str | None = None
+        """How it was ended: ``INT`` (Ctrl-C), ``TERM``..., or ``""`` if it exited by itself."""
 
     def stop(self, signal: str = "INT", timeout: float = 5.0) -> Result:
         """Send ``signal`` (Ctrl-C by default, as a reader would) and collect the output."""
         if self.result is None:
+            self.signal = signal
             self.result = self.lab._backend.stop(self.handle, signal, timeout)
             self.lab._emit("stop", self)
         return self.result
 
     def wait(self, timeout: float = DEFAULT_TIMEOUT) -> Result:
-        """Wait for the command to end by itself (``tcpdump -c 2``, say)."""
-        return self.stop(signal="", timeout=timeout)
+        """Wait for the command to end by itself (``tcpdump -c 2``, say).
+
+        If it has not ended within ``timeout`` seconds it is killed and
+        :class:`~labkit.errors.CommandTimeout` is raised.
+        """
+        result = self.stop(signal="", timeout=timeout)
+        if result.timed_out:
+            raise CommandTimeout(result, timeout)
+        return result
 
     def __enter__(self) -> Background:
         return self

@@ -94,10 +94,24 @@ def code_span(value: Any) -> markupsafe.Markup:
     return markupsafe.Markup(f"{ticks}{pad}{text}{pad}{ticks}")
 
 
-def _environment(path: str, sources: dict[str, str]) -> jinja2.Environment:
+class ShownUndefined(jinja2.Undefined):
+    """In a --keep-going build, a value a failed snippet never set shows as a visible marker."""
+
+    def __str__(self) -> str:
+        return f"**⚠ {self._undefined_name} 未定义（前面的代码段失败了）**"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    __getitem__ = __getattr__
+
+
+def _environment(path: str, sources: dict[str, str], lenient: bool = False) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda name: (sources[name], name, lambda: True)),
-        undefined=jinja2.StrictUndefined,
+        undefined=ShownUndefined if lenient else jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
         finalize=escape_markdown,
@@ -121,14 +135,15 @@ def _prose_pieces(chapter: Chapter) -> Iterator[tuple[str, int, int]]:
         yield "prose", position, len(chapter.text)
 
 
-def render_prose(chapter: Chapter, start: int, end: int, namespace: dict[str, Any]) -> str:
+def render_prose(chapter: Chapter, start: int, end: int, namespace: dict[str, Any],
+                 lenient: bool = False) -> str:
     """Render one stretch of prose as a jinja2 template; errors name the chapter's line."""
     text = chapter.text[start:end]
     if "{{" not in text and "{%" not in text and "{#" not in text:
         return text
     first_line = chapter.text.count("\n", 0, start) + 1
     padded = "\n" * (first_line - 1) + text
-    env = _environment(chapter.path, {chapter.path: padded})
+    env = _environment(chapter.path, {chapter.path: padded}, lenient)
     try:
         rendered = env.get_template(chapter.path).render(namespace)
     except jinja2.TemplateSyntaxError as exc:
@@ -189,7 +204,8 @@ def _console_blocks(blocks: list[Block], indent: str) -> str:
         elif block.kind == "console" and block.background is not None:
             flush()
             bg = block.background
-            out.append(f"{indent}<small>{BACKGROUND_NOTE}</small>\n\n")
+            note = BACKGROUND_NOTE.get(bg.signal or "", BACKGROUND_NOTE["other"])
+            out.append(f"{indent}<small>{note.format(signal=bg.signal)}</small>\n\n")
             if bg.result is not None:
                 text, notes = console_text([bg.result])
                 out.append(fence(text, "console", indent) + "\n")
@@ -223,7 +239,11 @@ _TEMPLATES = jinja2.Environment(
     keep_trailing_newline=True,
     trim_blocks=True,
 )
-BACKGROUND_NOTE = "另一个终端，后台运行；其余命令结束后用 Ctrl-C（SIGINT）停止："
+BACKGROUND_NOTE = {
+    "INT": "另一个终端，后台运行；其余命令结束后按 Ctrl-C（SIGINT）停止：",
+    "": "另一个终端，后台运行，到数后自行退出：",
+    "other": "另一个终端，后台运行；其余命令结束后用 SIG{signal} 停止：",
+}
 
 
 def render_snippet(run: SnippetRun, provenance: Provenance, lab_name: str) -> str:
@@ -244,11 +264,19 @@ def render_snippet(run: SnippetRun, provenance: Provenance, lab_name: str) -> st
     if run.error is not None:
         parts.append(f'!!! failure "代码段失败：{_attr(snippet.where)}"\n\n'
                      f"{fence(str(run.error), 'text', '    ')}\n")
-    if outputs or not snippet.hidden:
-        shown = outputs or "    （这段代码没有运行命令）\n\n"
-        parts.append(f'=== "终端"\n\n{shown}{prov}')
+    figures = [f"{figure.rstrip()}\n\n" for figure in _figures(run.blocks)]
+    if outputs:
+        parts.append(f'=== "终端"\n\n{outputs}{prov}')
         parts.append(f'=== "{label}"\n\n{source}\n')
-    parts.extend(f"{figure.rstrip()}\n\n" for figure in _figures(run.blocks))
+        parts.extend(figures)
+    elif not snippet.hidden:
+        # Nothing ran in the lab: the code (and what it drew) is the content.
+        parts.extend(figures)
+        if figures:
+            parts.append(f"{prov.strip()}\n\n")
+            parts.append(f'??? abstract "{label}"\n\n{source}\n')
+        else:
+            parts.append(f"<small>{label}</small>\n\n{fence(snippet.code, 'python')}\n")
     return "".join(parts)
 
 
@@ -276,12 +304,17 @@ def front_matter(chapter: Chapter) -> str:
 
 def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str, Any],
                    provenance: Provenance | None, lab_name: str = "") -> str:
-    """The chapter's page as Markdown."""
+    """The chapter's page as Markdown.
+
+    When a snippet failed (a --keep-going build), values it never set show as a marker
+    in the text instead of failing the page a second time.
+    """
+    lenient = any(run.error for run in runs)
     by_start = {run.snippet.start: run for run in runs}
     parts = [front_matter(chapter)]
     for kind, start, end in _prose_pieces(chapter):
         if kind == "prose":
-            parts.append(render_prose(chapter, start, end, namespace))
+            parts.append(render_prose(chapter, start, end, namespace, lenient))
         elif kind == "literal":
             parts.append(chapter.text[start:end])
         else:

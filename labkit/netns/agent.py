@@ -617,9 +617,14 @@ class Server:
                 job = stopped
                 job.waiters.append(reply)
                 if job.status is None:
-                    job.stopping = True
-                    sig = getattr(signal, f"SIG{request.get('signal', 'INT')}")
-                    if sig != 0:
+                    name = request.get("signal", "INT")
+                    # Killed after a signal's grace: stopped. Still running after a wait: too slow.
+                    job.stopping = bool(name)
+                    if name:  # "" means: just wait for it to end by itself
+                        sig = getattr(signal, f"SIG{name}", None)
+                        if not isinstance(sig, signal.Signals):
+                            fail("LabError", f"unknown signal {name!r}")
+                            return
                         self._kill(job, sig)
                     grace = float(request.get("timeout", 5.0))
                     job.deadline = time.monotonic() + grace

@@ -1,0 +1,72 @@
+# What `labkit status` prints: the lab's own inventory, under its own name (not kubectl's).
+"""The replica's inventory as text and JSON, for the CLI and for chapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .lab import Lab
+from .render import fence
+
+
+def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
+    """What ``labkit status --json`` prints: the documented keys first, then the rest."""
+    info = inventory["info"]
+    return {
+        "backend": info["backend"],
+        "encapsulation": info["encapsulation"],
+        "nodes": [{"name": n["name"], "ip": n["ip"], "block": n["block"]}
+                  for n in inventory["nodes"]],
+        "pods": [{"name": p["name"], "namespace": p["namespace"], "node": p["node"],
+                  "ip": p["ip"], "veth": p["veth"]} for p in inventory["pods"]],
+        "info": info,
+    }
+
+
+def status_text(inventory: dict[str, Any]) -> str:
+    """The lab as a reader wants to see it: like `kubectl get nodes,pods -o wide`, but labkit's."""
+    info = inventory["info"]
+    lines = [
+        f"lab: {info['backend']}  cluster: {info.get('cluster', '?')}  "
+        f"calico: {info.get('calico', '?')}  encapsulation: {info['encapsulation']}",
+        "",
+        _table(["NODE", "IP", "BLOCK", "TUNNEL"],
+               [[n["name"], n["ip"], n["block"], f"{n['tunnel_device']} {n['tunnel_ip']}"]
+                for n in inventory["nodes"]]),
+        "",
+        _table(["POD", "NAMESPACE", "NODE", "IP", "VETH"],
+               [[p["name"], p["namespace"], p["node"], p["ip"], p["veth"]]
+                for p in inventory["pods"]]),
+    ]
+    for note in info.get("limitations", []):
+        lines += ["", f"note: {note}"]
+    missing = info.get("missing_tools") or {}
+    if missing:
+        lines += ["", "missing: " + ", ".join(f"{t} (package {p})" for t, p in missing.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *rows])
+
+
+class Status:
+    """``show(labkit.status(lab))``: what `labkit status` prints for this lab, on the page."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.text = status_text({"info": lab.info,
+                                 "nodes": [_public(n) for n in lab.nodes],
+                                 "pods": [_public(p) for p in lab.pods]})
+
+    def markdown(self) -> str:
+        return fence(f"$ labkit status\n{self.text}", "console")
+
+
+def _public(target: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(target).items() if not k.startswith("_")}
+
+
+def status(lab: Lab) -> Status:
+    return Status(lab)
