@@ -161,8 +161,8 @@ def load(directory: Path = MANIFESTS) -> Topology:
     listed = _get(replica, "pods", "replica.yaml", list)
     if len(listed) != replicas:
         raise TopologyError(
-            f"manifests/replica.yaml: lists {len(listed)} pods but the Deployment asks for "
-            f"{replicas} replicas"
+            f"manifests/replica.yaml: lists {len(listed)} pods but the Deployment in "
+            f"manifests/app-deployment.yaml asks for {replicas} replicas"
         )
     next_free = {n.name: iter(calico.block_addresses(n.block)[1:]) for n in nodes}
     pods = []

@@ -92,7 +92,7 @@ def _subordinate(file: str, user: str, uid: int) -> tuple[int, int] | None:
     return None
 
 
-def map_ids(pid: int) -> str:
+def map_ids(pid: int, ids: str = "auto") -> str:
     """Write the agent's uid/gid maps; return ``full`` or ``single``.
 
     As root: an identity map of 65536 ids.  As an ordinary user: root inside is
@@ -103,6 +103,8 @@ def map_ids(pid: int) -> str:
     """
     uid, gid = os.getuid(), os.getgid()
     proc = Path(f"/proc/{pid}")
+    if ids == "single":
+        return _map_single(proc, uid, gid)
     if uid == 0:
         (proc / "uid_map").write_text(f"0 0 {SUBIDS}\n")
         (proc / "gid_map").write_text(f"0 0 {SUBIDS}\n")
@@ -121,6 +123,10 @@ def map_ids(pid: int) -> str:
         ]
         if all(d.returncode == 0 for d in done):
             return "full"
+    return _map_single(proc, uid, gid)
+
+
+def _map_single(proc: Path, uid: int, gid: int) -> str:
     (proc / "setgroups").write_text("deny")
     (proc / "uid_map").write_text(f"0 {uid} 1\n")
     (proc / "gid_map").write_text(f"0 {gid} 1\n")
@@ -240,14 +246,20 @@ def _handshake_line(stream: IO[bytes], process: subprocess.Popen[bytes], deadlin
 
 
 def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool = False,
-          encapsulation: str | None = None) -> NetnsBackend:
+          encapsulation: str | None = None, ids: str | None = None) -> NetnsBackend:
     """Start a new netns lab and connect to it.
 
     Detached labs (``labkit up``) keep running after this process exits, until
     ``labkit down``; otherwise the lab goes when :meth:`NetnsBackend.close` is
-    called or this process dies, however it dies.
+    called or this process dies, however it dies.  ``encapsulation`` forces
+    ``IPIP`` or ``VXLAN`` (default: IPIP if the kernel can); ``ids="single"``
+    (or ``LABKIT_USERNS=single``) maps one user id even where more are possible,
+    to see what a machine without subordinate ids gets.
     """
     preflight()
+    ids = ids or os.environ.get("LABKIT_USERNS", "auto")
+    if ids not in ("auto", "single"):
+        raise LabError(f"LABKIT_USERNS={ids!r}: choose auto or single")
     if detached:
         home = runtime_dir()
         sock_path = home / f"{name}.sock"
@@ -287,7 +299,7 @@ def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool 
         line = _handshake_line(process.stdout, process, deadline, log)
         if line.startswith("error "):
             raise LabUnavailable(line[6:], hint="build from transcripts with --replay")
-        mapping = map_ids(process.pid)
+        mapping = map_ids(process.pid, ids)
         process.stdin.write(f"mapped {mapping}\n".encode())
         process.stdin.flush()
         line = _handshake_line(process.stdout, process, deadline, log)
