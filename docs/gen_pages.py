@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import mkdocs_gen_files
 from mkdocs.exceptions import PluginError
 
 from labkit import LabError
 from labkit.build import build, options_from_env
 
+# The project is where this mkdocs.yml is, not where labkit is installed: a copy of the
+# project (or labkit installed from PyPI) must build its own chapters into its own state.
+root = Path(mkdocs_gen_files.config.config_file_path).resolve().parent
+options = dataclasses.replace(options_from_env(), source=root / "docs_src",
+                              state=root / ".labkit")
+
 try:
-    pages = build(options_from_env())
+    pages = build(options)
 except LabError as exc:
     # A BuildError ends `mkdocs build` with this message and no traceback.
     raise PluginError(str(exc)) from None
