@@ -4,6 +4,7 @@ no lab can start, so a green run always means the snippets really ran."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from labkit import Lab, LabUnavailable, open_lab
 from labkit.sybil import NO_LAB, collector
 
 pytest_collect_file = collector(Path(__file__).parent / "docs_src")
+# The browser checks need a built site and Chromium: `nox -s browser` runs them on purpose.
+collect_ignore = [] if os.environ.get("LABKIT_BROWSER") else ["tests/browser"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,3 +36,26 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         pytest.skip(f"{NO_LAB}: {exc.one_line()}")
     with shared:
         yield shared
+
+
+SKIPPED_SNIPPETS: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "::line:" in report.nodeid and "needs the kind lab" not in str(
+            report.longrepr):
+        SKIPPED_SNIPPETS.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With --require-lab, a snippet skipped for any reason but needing the kind lab fails the
+    run: CI must not be green because the snippets quietly did not run."""
+    if session.config.getoption("--require-lab") and SKIPPED_SNIPPETS:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if terminalreporter.config.getoption("--require-lab") and SKIPPED_SNIPPETS:
+        terminalreporter.write_line(
+            f"--require-lab: {len(SKIPPED_SNIPPETS)} snippet test(s) were skipped: "
+            + ", ".join(SKIPPED_SNIPPETS), red=True)

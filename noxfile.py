@@ -75,4 +75,4 @@ def browser(session: nox.Session) -> None:
     _install(session, "docs", "test")
     session.install("playwright")
     session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs,
-                env=BANNERS)
+                env={**BANNERS, "LABKIT_BROWSER": "1"})
