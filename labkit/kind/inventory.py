@@ -1,0 +1,143 @@
+# A kind cluster's nodes and pods in the shape labkit.lab.Node and labkit.lab.Pod take.
+"""Turn what the API server and the nodes report into the lab's inventory.
+
+Pure functions over JSON (nodes, pods, Calico's block affinities, the IP
+pool, ``ip -o link`` of each node), so the mapping is tested without a
+cluster; :mod:`.backend` gathers the inputs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from .. import calico
+from .settings import Settings
+
+Obj = dict[str, Any]
+TUNNEL_ANNOTATION = {"IPIP": "projectcalico.org/IPv4IPIPTunnelAddr",
+                     "VXLAN": "projectcalico.org/IPv4VXLANTunnelAddr"}
+# `ip -o link` on a node: "12: cali1a2b3c4d5e6@if3: <...> ... link-netns cni-4f0c..."
+# (`link-netnsid 0` instead means `ip` could not name the namespace: left unknown.)
+LINK = re.compile(r"^\d+:\s+(?P<name>cali[0-9a-f]{11})(?:@\S+)?:.*?\blink-netns\s+(?P<netns>\S+)")
+
+
+def prompt(hostname: str) -> str:
+    """What a root shell there shows: ``docker exec -it <node> bash`` or ``kubectl exec -it``."""
+    return f"root@{hostname}:/#"
+
+
+def role(node: Obj) -> str:
+    labels: dict[str, str] = node.get("metadata", {}).get("labels", {}) or {}
+    if ("node-role.kubernetes.io/control-plane" in labels
+            or "node-role.kubernetes.io/master" in labels):
+        return "control-plane"
+    return "worker"
+
+
+def internal_ip(node: Obj) -> str:
+    for address in node.get("status", {}).get("addresses", []) or []:
+        if address.get("type") == "InternalIP":
+            return str(address.get("address", ""))
+    return ""
+
+
+def encapsulation(pool: Obj | None, settings: Settings) -> str:
+    """What the cluster's pool really does; the manifests' wish if the pool cannot be read."""
+    spec = (pool or {}).get("spec") or {}
+    ipip = spec.get("ipipMode", settings.ipip_mode)
+    vxlan = spec.get("vxlanMode", settings.vxlan_mode)
+    return "VXLAN" if ipip == "Never" and vxlan != "Never" else "IPIP"
+
+
+def node_block(name: str, tunnel_ip: str, affinities: list[Obj], block_size: int) -> str:
+    """The node's IPAM block: the affine block holding its tunnel address, else the first one.
+
+    Without affinities (Calico's CRDs not readable), the block is derived from
+    the tunnel address and the pool's block size, which is where IPAM took it.
+    """
+    blocks: list[str] = [str(a.get("spec", {}).get("cidr", "")) for a in affinities
+              if a.get("spec", {}).get("node") == name
+              and a.get("spec", {}).get("state", "confirmed") == "confirmed"
+              and str(a.get("spec", {}).get("deleted", "false")).lower() != "true"]
+    blocks = [b for b in blocks if b]
+    if tunnel_ip:
+        address = ipaddress.ip_address(tunnel_ip)
+        for block in blocks:
+            if address in ipaddress.ip_network(block):
+                return block
+        if not blocks:
+            return str(ipaddress.ip_network(f"{tunnel_ip}/{block_size}", strict=False))
+    return sorted(blocks)[0] if blocks else ""
+
+
+def link_netns(ip_link_output: str) -> dict[str, str]:
+    """``cali`` device -> the pod netns (``cni-<uuid>``) it links to, from ``ip -o link``."""
+    found = {}
+    for line in ip_link_output.splitlines():
+        match = LINK.match(line.strip())
+        if match:
+            found[match.group("name")] = match.group("netns")
+    return found
+
+
+def _started(pod: Obj) -> tuple[str, str, str]:
+    status, meta = pod.get("status", {}), pod.get("metadata", {})
+    return (str(status.get("startTime") or meta.get("creationTimestamp") or ""),
+            str(meta.get("creationTimestamp") or ""), str(meta.get("name")))
+
+
+def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: list[Obj],
+          pool: Obj | None, links: dict[str, str], info: dict[str, Any]) -> dict[str, Any]:
+    """The inventory :class:`labkit.lab.Lab` reads: ``{"info", "nodes", "pods"}``.
+
+    ``pods`` are the Deployment's pods; only running ones with an address are
+    kept, in the order they started.  ``links`` maps every node's cali devices
+    to pod netns names (see :func:`link_netns`).
+    """
+    mode = encapsulation(pool, settings)
+    device = calico.IPIP_DEVICE if mode == "IPIP" else calico.VXLAN_DEVICE
+    node_rows = []
+    for node in sorted(nodes, key=lambda n: (role(n) != "control-plane",
+                                             n["metadata"]["name"])):
+        name = node["metadata"]["name"]
+        annotations = node["metadata"].get("annotations", {}) or {}
+        tunnel_ip = str(annotations.get(TUNNEL_ANNOTATION[mode], ""))
+        node_rows.append({
+            "name": name, "role": role(node), "ip": internal_ip(node),
+            "block": node_block(name, tunnel_ip, affinities, settings.block_size),
+            "hostname": name, "tunnel_device": device, "tunnel_ip": tunnel_ip,
+            "prompt": prompt(name),
+        })
+    pod_rows = []
+    for pod in sorted(pods, key=_started):
+        meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+        if status.get("phase") != "Running" or not status.get("podIP") or \
+                meta.get("deletionTimestamp"):
+            continue
+        namespace, name = meta.get("namespace", "default"), meta["name"]
+        veth = calico.veth_name(namespace, name)
+        pod_rows.append({
+            "name": name, "namespace": namespace, "node": spec.get("nodeName", ""),
+            "ip": status["podIP"], "veth": veth,
+            "labels": dict(meta.get("labels", {}) or {}),
+            "hostname": name, "netns": links.get(veth, ""), "prompt": prompt(name),
+        })
+    kernels = sorted({n.get("status", {}).get("nodeInfo", {}).get("kernelVersion", "")
+                      for n in nodes} - {""})
+    kubelets = sorted({n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
+                       for n in nodes} - {""})
+    return {
+        "info": {
+            "backend": "kind",
+            "encapsulation": mode,
+            "cluster": settings.cluster,
+            "calico": settings.calico_version,
+            "kernel": ", ".join(kernels),
+            "kubernetes": ", ".join(kubelets),
+            **info,
+        },
+        "nodes": node_rows,
+        "pods": pod_rows,
+    }
