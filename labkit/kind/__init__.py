@@ -1,1 +1,9 @@
 # The kind lab: the seed's real cluster behind the same API (see backend.py).
+"""The kind lab: kind + Calico v3.23.5 + the seed's Deployment, driven by the kind CLI,
+docker and the ``kubernetes`` client (the ``kind`` extra).
+
+Nothing here imports ``kubernetes`` at import time; :func:`labkit.open_lab`
+with ``"kind"`` imports :mod:`.backend`, whose functions import the client
+when they run.  ``python -m labkit.kind`` pins the Calico manifest and
+reports, starts or deletes the cluster.
+"""
