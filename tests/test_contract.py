@@ -34,6 +34,11 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     if request.param == "kind":
         reason = _kind_unavailable()
         if reason is not None:
+            # CI that asked for the kind lab (--lab kind --require-lab) must not pass by skipping
+            config = request.config
+            if config.getoption("--require-lab", default=False) and \
+                    config.getoption("--lab", default="netns") == "kind":
+                pytest.fail(f"kind lab: {reason}", pytrace=False)
             pytest.skip(f"kind lab: {reason}")
     with labkit.open_lab(request.param) as opened:
         yield opened

@@ -371,10 +371,9 @@ def test_a_failure_after_kind_create_says_the_cluster_is_left_up(
     with pytest.raises(LabUnavailable) as caught:
         backend.start(manifests, progress=shown.append)
     assert "kind: ✓ Preparing nodes 📦" in shown, caught.value
-    assert "kubeconfig" in str(caught.value).splitlines()[0]
-    note = str(caught.value).splitlines()[-1]
-    assert note.startswith("  note: kind cluster 'calico-ipip' is left up")
-    assert "labkit down --lab kind" in note
+    assert "kubeconfig" in caught.value.message and "\n" not in caught.value.message
+    assert "kind cluster 'calico-ipip' is left up" in caught.value.hint
+    assert "labkit down --lab kind" in caught.value.hint
 
 
 def test_delete_and_status_when_there_is_no_cluster(bin_dir: Path) -> None:
@@ -384,7 +383,9 @@ def test_delete_and_status_when_there_is_no_cluster(bin_dir: Path) -> None:
     state = backend.status()
     assert not state.up and not state.healthy
     assert str(state) == "kind cluster calico-ipip: not up (`labkit up --lab kind` creates it)"
-    assert "delete" not in log.read_text()
+    with pytest.raises(LabUnavailable, match="no kind cluster 'calico-ipip' is up"):
+        backend.start(reuse_only=True, progress=lambda message: None)
+    assert "delete" not in log.read_text() and "create" not in log.read_text()
 
 
 def test_node_tools_script_installs_only_what_is_missing(tmp_path: Path) -> None:

@@ -533,7 +533,7 @@ def gather(api: Api, settings: Settings, extra: dict[str, Any]) -> dict[str, Any
 
 def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
           ready_timeout: float = READY_TIMEOUT, record: Path | None = None,
-          detached: bool = False, encapsulation: str | None = None,
+          detached: bool = False, encapsulation: str | None = None, reuse_only: bool = False,
           **options: Any) -> KindBackend:
     """Start the kind lab: reuse the cluster if it is healthy, else create and set it up.
 
@@ -544,6 +544,8 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
     ``detached`` is accepted for the CLI's sake and changes nothing: the cluster
     always outlives this process.  ``encapsulation``, if given, must be what
     ``manifests/calico.yaml`` asks for (the pool is set there, for both labs).
+    With ``reuse_only`` (``labkit status``, ``labkit sh``) nothing is created or
+    changed: a cluster that is not up and ready is an error.
     """
     if options:
         raise LabError(f"the kind lab takes no option {', '.join(sorted(options))}")
@@ -557,6 +559,9 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
     cluster.preflight()
     name = settings.cluster
     exists = name in cluster.clusters()
+    if reuse_only and not exists:
+        raise LabUnavailable(f"no kind cluster {name!r} is up",
+                             hint="`labkit up --lab kind` creates it")
     api: Api | None = None
     try:
         if exists:
@@ -567,10 +572,15 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
             if not found:
                 show(f"reusing kind cluster {name}")
                 notes: dict[str, Any] = {"reused": True}
-                missing = prepare_nodes(settings, show)  # a quick check when they are there
-                if missing:
-                    notes["missing_tools"] = missing
+                if not reuse_only:  # a quick check when the tools are there; apt if not
+                    missing = prepare_nodes(settings, show)
+                    if missing:
+                        notes["missing_tools"] = missing
                 return _backend(api, settings, notes, record)
+            if reuse_only:
+                raise LabUnavailable(f"kind cluster {name!r} is not ready: "
+                                     f"{'; '.join(found[:5])}",
+                                     hint="`labkit up --lab kind` finishes setting it up")
             show(f"kind cluster {name} is not ready ({'; '.join(found[:3])}); setting it up")
         manifest = download.get(settings.manifest, progress=show)
         calico_objects(manifest.decode("utf-8", "replace"), settings)  # fail before kind runs
@@ -588,7 +598,9 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
         except LabError as exc:
             if name not in cluster.existing_clusters():
                 raise
-            raise LabUnavailable(f"{exc}\n  note: {left_up}") from exc
+            message = getattr(exc, "message", None) or str(exc)
+            hints = [getattr(exc, "hint", ""), left_up]
+            raise LabUnavailable(message, hint="; ".join(h for h in hints if h)) from exc
         except KeyboardInterrupt:
             show(f"interrupted; {left_up}")
             raise
