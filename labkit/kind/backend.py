@@ -595,6 +595,8 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
                 api = Api(cluster.kubeconfig(name))
             assert api is not None
             notes = set_up(api, settings, manifest, show, ready_timeout)
+            notes["reused"] = exists
+            return _backend(api, settings, notes, record)
         except LabError as exc:
             if name not in cluster.existing_clusters():
                 raise
@@ -602,10 +604,9 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
             hints = [getattr(exc, "hint", ""), left_up]
             raise LabUnavailable(message, hint="; ".join(h for h in hints if h)) from exc
         except KeyboardInterrupt:
-            show(f"interrupted; {left_up}")
+            show(f"interrupted: kind cluster {name!r} may be half set up; `labkit down --lab "
+                 "kind` deletes it, starting the lab again picks up where it stopped")
             raise
-        notes["reused"] = exists
-        return _backend(api, settings, notes, record)
     except BaseException:
         if api is not None:
             api.close()
