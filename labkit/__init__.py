@@ -19,6 +19,8 @@ from .errors import (
     UnknownTarget,
 )
 from .lab import Background, Lab, Node, Pod, Target, open_lab
+from .node_diagram import Diagram, diagram
+from .packet_walk import PacketWalk, walk
 from .result import Result
 from .status import status
 
@@ -28,10 +30,12 @@ __all__ = [
     "Background",
     "CommandFailed",
     "CommandTimeout",
+    "Diagram",
     "Lab",
     "LabError",
     "LabUnavailable",
     "Node",
+    "PacketWalk",
     "Pod",
     "Result",
     "SnippetError",
@@ -40,6 +44,8 @@ __all__ = [
     "TranscriptError",
     "UnknownTarget",
     "__version__",
+    "diagram",
     "open_lab",
     "status",
+    "walk",
 ]

@@ -10,6 +10,7 @@
     labkit build [--lab L] [--replay] [--keep-going] [--fresh]
                                       run the chapters and build site/ with mkdocs
     labkit check [--lab L]            run every snippet live, diff against transcripts
+    labkit pin [manifest|calicoctl]   kind lab: record the sha256 of what it downloads
 
 Errors print one line (``labkit: ...``) and exit 1; bad arguments print usage and exit 2.
 """
@@ -49,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--name", default="default")
 
     sh = sub.add_parser("sh", help="run a command in a node or a pod of the lab that is up",
-                        usage="labkit sh [--timeout S] TARGET -- CMD...")
+                        usage="labkit sh [--lab L] [--timeout S] TARGET -- CMD...")
+    sh.add_argument("--lab", choices=LABS, default="netns")
     sh.add_argument("target", help="a node name (calico-ipip-worker2) or a pod name")
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     sh.add_argument("--timeout", type=float, default=60.0)
@@ -66,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="run every snippet live and diff against transcripts")
     check.add_argument("--lab", choices=LABS, default="netns")
+
+    pin = sub.add_parser("pin", help="kind lab: download and record the sha256 of Calico's "
+                                     "manifest (or calicoctl) in manifests/calico.yaml")
+    pin.add_argument("what", choices=["manifest", "calicoctl"], nargs="?", default="manifest")
+    pin.add_argument("--arch", default=None, help="calicoctl's architecture (default amd64)")
     return parser
 
 
@@ -84,8 +91,9 @@ def _up(args: argparse.Namespace) -> int:
     if args.lab == "kind":
         from .kind import backend as kind_backend
 
-        kind_backend.start()
-        print("kind cluster is up; `labkit down --lab kind` deletes it")
+        cluster = kind_backend.start()
+        print(status_text(cluster.inventory()), end="")
+        cluster.close()
         return 0
     from .netns import launcher
 
@@ -115,11 +123,21 @@ def _sh(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not cmd:
         parser.error("labkit sh: give the command after --, e.g. labkit sh NODE -- ip route")
     from .lab import Lab
-    from .netns import launcher
 
-    lab = Lab(launcher.attach(args.name))
+    if args.lab == "kind":
+        from .kind import backend as kind_backend
+
+        lab = Lab(kind_backend.start(reuse_only=True))
+    else:
+        from .netns import launcher
+
+        lab = Lab(launcher.attach(args.name))
     command = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
-    result = lab.sh(args.target, command, timeout=args.timeout, check=False)
+    try:
+        result = lab.sh(args.target, command, timeout=args.timeout, check=False)
+    finally:
+        if args.lab == "kind":
+            lab.close()  # releases the connection; the cluster stays up
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.rc
@@ -129,7 +147,7 @@ def _down(args: argparse.Namespace) -> int:
     if args.lab == "kind":
         from .kind import backend as kind_backend
 
-        kind_backend.delete()
+        print("kind cluster deleted" if kind_backend.delete() else "no kind cluster to delete")
         return 0
     from .netns import launcher
 
@@ -150,6 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sh(args, parser)
         if args.command == "down":
             return _down(args)
+        if args.command == "pin":
+            from .kind import backend as kind_backend
+
+            print(kind_backend.pin(args.what, arch=args.arch))
+            return 0
         from . import site
 
         if args.command == "build":

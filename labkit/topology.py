@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ class Topology:
     gateway: str = "172.18.0.1"
     underlay: str = "172.18.0.0/16"
     fingerprint: str = ""
-    """sha256 over the manifest files: changes whenever anything that shapes the lab does."""
+    """sha256 over the manifests' content that shapes the lab (not the kind lab's pins)."""
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
@@ -187,10 +188,17 @@ def load(directory: Path = MANIFESTS) -> Topology:
     if len({p.name for p in pods}) != len(pods):
         raise TopologyError("manifests/replica.yaml: two pods share a name")
 
+    pool = _get(calico_cfg, "pool", "calico.yaml", dict)
     digest = hashlib.sha256()
     for name in FILES:
-        digest.update(name.encode() + b"\0" + (directory / name).read_bytes())
-    pool = _get(calico_cfg, "pool", "calico.yaml", dict)
+        if name == "calico.yaml":
+            # Only what shapes the cluster: pinning a download's checksum (the kind lab's
+            # business) must not make every recorded output look stale.
+            shaping = {"version": calico_cfg.get("version"), "pool": pool}
+            content = json.dumps(shaping, sort_keys=True).encode()
+        else:
+            content = (directory / name).read_bytes()
+        digest.update(name.encode() + b"\0" + content)
     return Topology(
         cluster=cluster,
         pod_subnet=subnet,

@@ -14,7 +14,7 @@ import markdown
 import pytest
 
 from labkit import Lab
-from labkit.diagram import (
+from labkit.node_diagram import (
     Diagram,
     StateError,
     default_nodes,

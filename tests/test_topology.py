@@ -72,13 +72,32 @@ def test_the_fingerprint_changes_with_any_manifest(tmp_path: Path) -> None:
     copy = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, copy)
     before = topology.load(copy).fingerprint
+    edits = {  # one change per file that a lab would build differently
+        "kind-cluster.yaml": ("role: worker\n", "role: worker\n    labels: {x: y}\n"),
+        "calico.yaml": ("blockSize: 26", "blockSize: 27"),
+        "app-deployment.yaml": ("name: nettoolbox", "name: toolbox"),
+        "replica.yaml": ("ip: 172.18.0.3", "ip: 172.18.0.9"),
+    }
     for name in topology.FILES:
         path = copy / name
         original = path.read_text()
-        path.write_text(original + "\n# a comment\n")
+        old, new = edits[name]
+        assert old in original
+        path.write_text(original.replace(old, new, 1))
         assert topology.load(copy).fingerprint != before, name
         path.write_text(original)
     assert topology.load(copy).fingerprint == before
+
+
+def test_pinning_a_download_does_not_change_the_fingerprint(tmp_path: Path) -> None:
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    before = topology.load(copy).fingerprint
+    text = (copy / "calico.yaml").read_text()
+    (copy / "calico.yaml").write_text(text.replace("sha256: null", "sha256: " + "ab" * 32, 1))
+    assert topology.load(copy).fingerprint == before
+    (copy / "calico.yaml").write_text(text.replace("ipipMode: Always", "ipipMode: Never"))
+    assert topology.load(copy).fingerprint != before
 
 
 def test_the_plan_programs_a_node_as_calico_does() -> None:

@@ -1,6 +1,6 @@
 # Tests of the packet walk: tcpdump parsing, replayed recordings, the page, and live labs.
 """Samples in tests/samples/ are recordings of real walks (tests/samples/record_walks.py);
-replaying them runs :func:`labkit.walk.walk` against exactly what the lab printed."""
+replaying them runs :func:`labkit.packet_walk.walk` against exactly what the lab printed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from labkit import CommandFailed, Lab, LabError
 from labkit.recording import Replayer
-from labkit.walk import (
+from labkit.packet_walk import (
     CaptureError,
     Hop,
     Outer,

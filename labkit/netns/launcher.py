@@ -149,6 +149,7 @@ class NetnsBackend:
     def __init__(self, sock: socket.socket, process: subprocess.Popen[bytes] | None = None,
                  cleanup: Path | None = None, inventory: dict[str, Any] | None = None) -> None:
         self._sock = sock
+        self._path = sock.getpeername()
         self._process = process
         self._cleanup = cleanup
         self._inventory = inventory
@@ -216,6 +217,16 @@ class NetnsBackend:
 
     # -- plumbing -------------------------------------------------------------------------
 
+    def _reconnect(self) -> None:
+        self._sock.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            return  # the agent is gone: the next request reports it
+        self._sock = sock
+
     def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             message["id"] = next(self._ids)
@@ -227,6 +238,12 @@ class NetnsBackend:
                     "lost the connection to the lab's agent (it was stopped or killed)",
                     hint="start a new lab",
                 ) from exc
+            except BaseException:
+                # Interrupted mid-request (a snippet's timeout, Ctrl-C): the answer may still
+                # arrive on this connection and would be read as the next request's. Start
+                # over on a new connection; the agent drops answers to a closed one.
+                self._reconnect()
+                raise
         if not reply.get("ok"):
             error = reply.get("error", {})
             if error.get("type") == "UnknownTarget":

@@ -1,5 +1,5 @@
 # Records the samples that tests/test_walk.py and tests/test_diagram.py replay.
-"""Run :func:`labkit.walk.walk` and :func:`labkit.diagram.diagram` on fresh netns labs
+"""Run :func:`labkit.packet_walk.walk` and :func:`labkit.node_diagram.diagram` on fresh netns labs
 and keep every backend call with its answer (labkit's own :class:`Recorder`), so
 the tests replay exactly what the lab printed.
 
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from labkit import Lab
-from labkit.diagram import diagram
+from labkit.node_diagram import diagram
 from labkit.netns import launcher
 from labkit.recording import Recorder
-from labkit.walk import TCPDUMP, TUNNEL_FILTER, UNDERLAY_FILTER, Frame, parse_capture, walk
+from labkit.packet_walk import TCPDUMP, TUNNEL_FILTER, UNDERLAY_FILTER, Frame, parse_capture, walk
 
 HERE = Path(__file__).resolve().parent
 
