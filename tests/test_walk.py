@@ -13,7 +13,6 @@ import markdown
 import pytest
 
 from labkit import CommandFailed, Lab, LabError
-from labkit.recording import Replayer
 from labkit.packet_walk import (
     CaptureError,
     Hop,
@@ -24,6 +23,7 @@ from labkit.packet_walk import (
     unprinted,
     walk,
 )
+from labkit.recording import Replayer
 
 SAMPLES = Path(__file__).parent / "samples"
 CALI_MAC = "ee:ee:ee:ee:ee:ee"

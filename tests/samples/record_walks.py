@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from labkit import Lab
-from labkit.node_diagram import diagram
 from labkit.netns import launcher
-from labkit.recording import Recorder
+from labkit.node_diagram import diagram
 from labkit.packet_walk import TCPDUMP, TUNNEL_FILTER, UNDERLAY_FILTER, Frame, parse_capture, walk
+from labkit.recording import Recorder
 
 HERE = Path(__file__).resolve().parent
 
