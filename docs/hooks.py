@@ -4,10 +4,13 @@ to `docs_src/`; without it there are none, and the site links to no outside host
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
 def on_config(config: Any) -> Any:
+    # The search plugin segments Chinese with jieba, which logs its dictionary loading.
+    logging.getLogger("jieba").setLevel(logging.WARNING)
     if config.repo_url and not config.edit_uri:
         config.edit_uri = "edit/main/"
     return config

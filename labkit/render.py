@@ -283,7 +283,13 @@ def render_snippet(run: SnippetRun, provenance: Provenance, lab_name: str) -> st
 def banner(provenance: Provenance) -> str:
     """The page's opening box: where the outputs came from and how the replica differs."""
     info = provenance.info
+    lab = {"netns": "netns 复刻实验室", "kind": "真实的 kind 集群"}.get(
+        str(info.get("backend")), str(info.get("backend")))
+    title = f"本页输出来自{lab}" + ("（回放自记录）" if provenance.mode == "replay" else "")
+    if info.get("backend") == "netns":
+        title += "：与真实集群的差异见此"
     return _TEMPLATES.get_template("banner.md.j2").render(
+        title=_attr(title),
         described=html.escape(provenance.describe()),
         backend=info.get("backend"),
         calico=html.escape(str(info.get("calico", ""))),
