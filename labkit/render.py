@@ -79,8 +79,8 @@ def _indent(text: str, prefix: str = "    ") -> str:
 
 def escape_markdown(value: Any) -> str:
     """A value dropped into prose shows as itself: no markup, no HTML."""
-    if isinstance(value, markupsafe.Markup):
-        return str(value)
+    if isinstance(value, markupsafe.Markup | ShownUndefined):
+        return str(value)  # labkit's own Markdown (a code span, the undefined marker)
     return MARKDOWN_SPECIAL.sub(lambda m: html.escape(m.group(1)) if m.group(1) in "<>&"
                                 else "\\" + m.group(1), str(value))
 
