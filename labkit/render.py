@@ -161,14 +161,18 @@ def render_prose(chapter: Chapter, start: int, end: int, namespace: dict[str, An
 
 
 def console_text(results: list[Result]) -> tuple[str, list[str]]:
-    """Commands and their output as a terminal shows them, and notes for what was cut."""
+    """Commands and their output as a terminal shows them, and notes for what was cut.
+
+    The notes are Markdown: each names its command in a code span, which shows any
+    command as typed (HTML-escaping it as well would show ``&#x27;`` for a quote).
+    """
     lines: list[str] = []
     notes: list[str] = []
     for result in results:
         lines.append(f"{result.prompt} {result.command}\n")
         output = result.output.splitlines(keepends=True)
         if len(output) > MAX_LINES:
-            notes.append(f"`{result.command}` 的输出共 {len(output)} 行，页面只显示前 "
+            notes.append(f"{code_span(result.command)} 的输出共 {len(output)} 行，页面只显示前 "
                          f"{MAX_LINES} 行，省略了 {len(output) - MAX_LINES} 行；"
                          "完整输出保存在 transcript 中。")
             output = output[:MAX_LINES]
@@ -176,10 +180,10 @@ def console_text(results: list[Result]) -> tuple[str, list[str]]:
             output[-1] += "\n"
         lines.extend(output)
         if result.invalid_bytes:
-            notes.append(f"`{result.command}` 的输出含 {result.invalid_bytes} 个不是 UTF-8 的字节，"
-                         "页面上显示为 �。")
+            notes.append(f"{code_span(result.command)} 的输出含 {result.invalid_bytes} 个"
+                         "不是 UTF-8 的字节，页面上显示为 �。")
         if result.timed_out:
-            notes.append(f"`{result.command}` 超时，被强行终止。")
+            notes.append(f"{code_span(result.command)} 超时，被强行终止。")
     return "".join(lines), notes
 
 
@@ -193,7 +197,7 @@ def _console_blocks(blocks: list[Block], indent: str) -> str:
         if pending:
             text, notes = console_text(pending)
             out.append(fence(text, "console", indent) + "\n")
-            out.extend(f"{indent}<small>{html.escape(n)}</small>\n\n" for n in notes)
+            out.extend(f"{indent}<small>{n}</small>\n\n" for n in notes)
             pending.clear()
 
     for block in blocks:
@@ -209,7 +213,7 @@ def _console_blocks(blocks: list[Block], indent: str) -> str:
             if bg.result is not None:
                 text, notes = console_text([bg.result])
                 out.append(fence(text, "console", indent) + "\n")
-                out.extend(f"{indent}<small>{html.escape(n)}</small>\n\n" for n in notes)
+                out.extend(f"{indent}<small>{n}</small>\n\n" for n in notes)
         elif block.kind == "group":
             flush()
             inner = _console_blocks(block.children, "")
