@@ -31,6 +31,10 @@ MAX_LINES = 200
 """A command's output longer than this is cut on the page (the transcript keeps it all)."""
 LABKIT_META = ("normalize", "fresh_lab")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}<>&|#])")
+# What makes a line of prose start a block: a list item, an admonition (!!!), a collapsible
+# (???), a tab (===), a rule or setext underline, a fence (~~~). Mid-line the same characters
+# are text, so only a value's line starts need them neutralised.
+BLOCK_START = re.compile(r"[-+](?=[ \t]|$)|\d+[.)](?=[ \t]|$)|([-!?=~:+])\1\1|[=-]+[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,32 @@ def escape_markdown(value: Any) -> str:
     """A value dropped into prose shows as itself: no markup, no HTML."""
     if isinstance(value, markupsafe.Markup | ShownUndefined):
         return str(value)  # labkit's own Markdown (a code span, the undefined marker)
-    return MARKDOWN_SPECIAL.sub(lambda m: html.escape(m.group(1)) if m.group(1) in "<>&"
-                                else "\\" + m.group(1), str(value))
+    inline = MARKDOWN_SPECIAL.sub(lambda m: html.escape(m.group(1)) if m.group(1) in "<>&"
+                                  else "\\" + m.group(1), str(value))
+    return _no_block_starts(inline)
+
+
+def _no_block_starts(text: str) -> str:
+    """Neutralise what would start a block at the start of each line of a (multi-line) value.
+
+    The marker becomes a character reference, which Markdown leaves alone and a browser
+    shows as the character.  Lines after the first also get their indentation as
+    references: after a blank line it would make an indented code block.
+    """
+    # Markdown reads a lone \r as a line break too.
+    pieces = re.split(r"(\r\n|\r|\n)", text)
+    for index in range(0, len(pieces), 2):
+        line = pieces[index]
+        body = line.lstrip(" \t")
+        indent = line[: len(line) - len(body)]
+        if index:
+            indent = "".join(f"&#{ord(c)};" for c in indent)
+        start = BLOCK_START.match(body)
+        if start:
+            at = len(start.group()) - 1 if body[0].isdigit() else 0  # 1. -> 1&#46;
+            body = f"{body[:at]}&#{ord(body[at])};{body[at + 1:]}"
+        pieces[index] = indent + body
+    return "".join(pieces)
 
 
 def code_span(value: Any) -> markupsafe.Markup:
