@@ -27,17 +27,28 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import __version__, snippets, topology
 from .errors import LabError, LabUnavailable, SnippetError, TranscriptError
-from .execute import ChapterRun
+from .execute import ChapterRun, SnippetRun
 from .lab import Lab
 from .recording import Recorder, Replayer
-from .render import Provenance, render_chapter
+from .render import Provenance, fence, render_chapter
 from .transcript import SnippetRecord, Store, Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("auto", "live", "replay")
+REPLAY_HINT = "build from the committed transcripts instead: nox -s build -- --replay"
+# What each input of a chapter's key is, in the words of a build's log.
+INPUTS = {
+    "snippets": "the chapter's snippets (code or options)",
+    "manifests": "the lab's manifests",
+    "code": "labkit's source",
+    "labkit": "labkit's version",
+    "lab": "the lab",
+    "fresh_lab": "the chapter's fresh_lab setting",
+}
 
 
 @dataclass
@@ -54,6 +65,8 @@ class Options:
     """Render a failing snippet as an error box and go on, instead of failing the build."""
     state: Path = ROOT / ".labkit"
     """This checkout's private state: which transcripts it recorded live."""
+    manifests: Path = topology.MANIFESTS
+    """The lab's spec: what the lab is built from, and part of every chapter's key."""
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
     @property
@@ -69,29 +82,47 @@ class Page:
     """The page's path in the site, e.g. ``03-datapath.md``."""
     markdown: str
     how: str
-    """``live``, ``cached``, ``replay`` or ``static`` (no snippets)."""
+    """``live``, ``cached``, ``replay``, ``static`` (no snippets) or ``failed``."""
     errors: list[SnippetError] = field(default_factory=list)
 
 
 def code_fingerprint() -> str:
     """Hash of labkit's own source: a change to it may change what a command prints."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
-def chapter_key(chapter: snippets.Chapter, lab: str, manifests: str, code: str) -> str:
+def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
+               code: str) -> dict[str, Any]:
     """Everything that can change a chapter's outputs; prose and line numbers are not in it."""
-    material = {
-        "labkit": __version__,
-        "code": code,
-        "lab": lab,
+    snippet_material = [[s.code, sorted(s.options.items())] for s in chapter.snippets]
+    return {
+        "snippets": _digest(snippet_material),
         "manifests": manifests,
-        "fresh_lab": chapter.meta.get("fresh_lab"),
-        "snippets": [[s.code, sorted(s.options.items())] for s in chapter.snippets],
+        "code": code,
+        "labkit": __version__,
+        "lab": lab,
+        "fresh_lab": bool(chapter.meta.get("fresh_lab")),
     }
+
+
+def chapter_key(chapter: snippets.Chapter, lab: str, manifests: str, code: str) -> str:
+    """The hash of :func:`key_inputs`: equal keys mean the outputs need not be printed again."""
+    return _digest(key_inputs(chapter, lab, manifests, code))
+
+
+def _digest(material: Any) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def changed_inputs(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between a transcript's key inputs and this build's, in a reader's words."""
+    if not recorded:
+        return ["the transcript does not say what it was recorded from"]
+    return [INPUTS.get(name, name) for name in now if recorded.get(name) != now[name]]
 
 
 class Runs:
@@ -134,7 +165,8 @@ def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
         skip = _skip_reason(snippet, lab.backend)
         result = run.run(snippet, skip=skip)
         records.append(SnippetRecord(snippet.line, snippet.code, recorder.calls,
-                                     str(result.error) if result.error else None))
+                                     str(result.error) if result.error else None,
+                                     result.started))
         if result.error and not keep_going:
             raise result.error
     return run, records
@@ -142,15 +174,21 @@ def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
 
 def run_replay(chapter: snippets.Chapter, transcript: Transcript,
                keep_going: bool) -> ChapterRun:
-    """Re-run every snippet against the transcript's recorded answers."""
-    replayer = Replayer(transcript.inventory, chapter.path)
-    lab = Lab(replayer)
-    run = ChapterRun(lab)
+    """Re-run every snippet against the transcript's recorded answers.
+
+    The snippets' Python runs again, so values in the prose and the snippets'
+    assertions are computed exactly as in the live run; only the lab's answers
+    come from the transcript.  A snippet that changed, or that now makes
+    other calls, is refused with its file and line.
+    """
     if len(transcript.snippets) != len(chapter.snippets):
         raise TranscriptError(
             f"{transcript.path}: it has {len(transcript.snippets)} snippets but "
             f"{chapter.path} has {len(chapter.snippets)}; rebuild with a lab"
         )
+    replayer = Replayer(transcript.inventory, chapter.path)
+    lab = Lab(replayer)
+    run = ChapterRun(lab)
     for snippet, record in zip(chapter.snippets, transcript.snippets, strict=True):
         if record.code != snippet.code:
             raise TranscriptError(
@@ -159,9 +197,15 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript,
             )
         replayer.load(record.calls, snippet.where)
         result = run.run(snippet, skip=_skip_reason(snippet, lab.backend))
+        # The page says when the output was printed, not when it was replayed.
+        result.started = record.started or transcript.recorded
+        if isinstance(result.error, TranscriptError):
+            raise result.error
         if result.error is None and replayer.leftover():
-            result.error = SnippetError(snippet.path, snippet.line,
-                                        "the snippet made fewer calls than the transcript has")
+            raise TranscriptError(
+                f"{snippet.where}: the snippet now makes fewer calls than {transcript.path} "
+                "recorded; rebuild with a lab"
+            )
         if result.error and not keep_going:
             raise result.error
     return run
@@ -175,18 +219,19 @@ def _skip_reason(snippet: snippets.Snippet, backend: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _recording_lab(kind: str, opened: dict[str, Lab]) -> Iterator[tuple[Lab, Recorder]]:
+def _recording_lab(kind: str, manifests: Path,
+                   opened: dict[str, Lab]) -> Iterator[tuple[Lab, Recorder]]:
     """A lab for one chapter: a fresh netns lab each time; the kind cluster is reused."""
     from .lab import open_lab as _open
 
     if kind == "kind":
         if "kind" not in opened:
-            opened["kind"] = _open("kind")
+            opened["kind"] = _open("kind", manifests=manifests)
         base = opened["kind"]
         recorder = Recorder(base._backend)
         yield Lab(recorder), recorder
         return
-    lab = _open(kind)
+    lab = _open(kind, manifests=manifests)
     recorder = Recorder(lab._backend)
     try:
         yield Lab(recorder), recorder
@@ -200,7 +245,7 @@ def build(options: Options) -> list[Page]:
         raise LabError(f"unknown build mode {options.mode!r}: choose {', '.join(MODES)}")
     store = Store(options.transcripts)
     runs = Runs(options.state)
-    manifests = topology.load().fingerprint
+    manifests = topology.load(options.manifests).fingerprint
     code = code_fingerprint()
     pages: list[Page] = []
     opened: dict[str, Lab] = {}
@@ -220,42 +265,83 @@ def _build_one(chapter: snippets.Chapter, options: Options, store: Store, runs: 
     if not chapter.snippets:
         markdown = render_chapter(chapter, [], {}, None)
         return Page(chapter.path, name, markdown, "static")
-    key = chapter_key(chapter, options.lab, manifests, code)
+    inputs = key_inputs(chapter, options.lab, manifests, code)
+    key = _digest(inputs)
     try:
         transcript = store.load(chapter.path)
+        problem = "" if transcript else f"there is no transcript {store.path_for(chapter.path)}"
     except TranscriptError as exc:
         options.log(f"labkit: warning: {exc}")
-        transcript = None
+        transcript, problem = None, str(exc)
     if options.mode == "replay":
         if transcript is None:
-            raise TranscriptError(
-                f"{chapter.path}: no usable transcript to replay "
-                f"({store.path_for(chapter.path)}); build once with a lab"
-            )
-        return _replayed(chapter, transcript, options, "replay")
-    if (options.mode == "auto" and transcript is not None and transcript.key == key
-            and runs.recorded(transcript)):
-        return _replayed(chapter, transcript, options, "cached")
+            return _unreplayable(chapter, options, TranscriptError(
+                f"{chapter.path}: no usable transcript to replay ({problem}); "
+                "build once with a lab (nox -s build) and commit docs_src/transcripts/"
+            ))
+        changed = changed_inputs(transcript.inputs, inputs)
+        if changed:
+            options.log(f"labkit: note: {chapter.path}: replaying outputs recorded before "
+                        f"a change to {', '.join(changed)}; the page shows when they were "
+                        "recorded")
+        try:
+            return _replayed(chapter, transcript, options, "replay")
+        except TranscriptError as exc:
+            return _unreplayable(chapter, options, exc)
+    reason = _why_live(options, transcript, key, inputs, runs) if transcript else problem
+    if options.mode == "auto" and transcript is not None and not reason:
+        try:
+            return _replayed(chapter, transcript, options, "cached")
+        except TranscriptError as exc:
+            # The snippets' code did not change but what it asks the lab did (say, labkit
+            # code outside the key): print the outputs again rather than fail.
+            reason = str(exc)
+    options.log(f"labkit: {chapter.path}: running live: {reason}")
+    return _live(chapter, options, store, runs, key, inputs, opened)
+
+
+def _why_live(options: Options, transcript: Transcript, key: str, inputs: dict[str, Any],
+              runs: Runs) -> str:
+    """Why a chapter with a transcript must run live; empty if its recording can be reused."""
+    if options.mode == "live":
+        return "a fresh build was asked for"
+    if transcript.key != key:
+        return "changed since the recording: " + ", ".join(
+            changed_inputs(transcript.inputs, inputs) or ["its key"])
+    if not runs.recorded(transcript):
+        return f"{transcript.path} was not recorded by this checkout ({runs.path})"
+    return ""
+
+
+def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs, key: str,
+          inputs: dict[str, Any], opened: dict[str, Lab]) -> Page:
     started = time.time()
     try:
-        with _recording_lab(options.lab, opened) as (lab, recorder):
+        with _recording_lab(options.lab, options.manifests, opened) as (lab, recorder):
             run, records = run_live(chapter, lab, recorder, options.keep_going)
             inventory = recorder.inventory()
     except LabUnavailable as exc:
+        # Never fall back to old outputs by ourselves: a page must not pass a recording off
+        # as this build's run. Replaying is the author's explicit choice.
         raise LabUnavailable(
-            f"{chapter.path}: cannot start the {options.lab} lab: {exc}",
-            hint="build from the committed transcripts instead: nox -s build -- --replay",
+            f"{chapter.path} must run live, but the {options.lab} lab cannot start here: "
+            f"{exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+            hint=REPLAY_HINT,
         ) from exc
     errors = [r.error for r in run.runs if r.error]
     provenance = Provenance(inventory["info"], "live", started)
     markdown = render_chapter(chapter, run.runs, run.namespace, provenance, options.lab)
-    if not errors:  # a failed chapter must not replace the last good recording
-        transcript = Transcript(chapter.path, key, __version__, started, inventory, records)
+    if errors:  # a failed chapter must not replace the last good recording
+        options.log(f"labkit: {chapter.path}: {len(errors)} snippet(s) failed; "
+                    "its transcript is left as it was")
+    else:
+        transcript = Transcript(chapter.path, key, __version__, started, inventory, records,
+                                inputs=inputs)
         store.save(transcript)
         runs.remember(transcript)
     options.log(f"labkit: {chapter.path}: ran {len(chapter.snippets)} snippets live "
                 f"({time.time() - started:.2f}s)")
-    return Page(chapter.path, name, markdown, "live", errors)
+    return Page(chapter.path, Path(chapter.path).name, markdown, "live", errors)
 
 
 def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Options,
@@ -268,6 +354,30 @@ def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Option
                 [r.error for r in run.runs if r.error])
 
 
+def _unreplayable(chapter: snippets.Chapter, options: Options, problem: TranscriptError) -> Page:
+    """A chapter a replay cannot show: fail, or (--keep-going) a page that says so plainly."""
+    if not options.keep_going:
+        raise problem
+    options.log(f"labkit: error: {problem}")
+    failed = [SnippetRun(s, error=SnippetError(s.path, s.line, str(problem)))
+              for s in chapter.snippets]
+    body = render_chapter(chapter, failed, {}, None)
+    notice = ('!!! failure "本章的输出无法回放"\n\n'
+              "    这次构建没有启动实验室，而本章没有可用的 transcript，"
+              "所以页面上没有任何终端输出：\n\n" + fence(str(problem), "text", "    ") + "\n")
+    markdown = _after_heading(body, notice)
+    return Page(chapter.path, Path(chapter.path).name, markdown, "failed", [
+        r.error for r in failed if r.error])
+
+
+def _after_heading(page: str, text: str) -> str:
+    lines = page.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.startswith("# "):
+            return "".join([*lines[: index + 1], "\n", text, *lines[index + 1:]])
+    return text + page
+
+
 def options_from_env() -> Options:
     """Options for the mkdocs-gen-files script, which mkdocs gives no arguments of its own."""
     return Options(
@@ -275,4 +385,3 @@ def options_from_env() -> Options:
         mode=os.environ.get("LABKIT_MODE", "auto"),
         keep_going=os.environ.get("LABKIT_KEEP_GOING", "") not in ("", "0"),
     )
-

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from . import snippets
-from .build import Options, chapters, run_live
-from .drift import diff
-from .errors import LabError
-from .lab import open_lab
+from .build import chapters, run_live
+from .drift import compare
+from .errors import LabError, TranscriptError
+from .lab import Lab, open_lab
 from .recording import Recorder
 from .transcript import Store
 
@@ -108,38 +108,52 @@ def build_site(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Run every chapter live and diff each snippet against its transcript; 1 on any drift."""
+    """Run every chapter live and diff each snippet against its transcript; 1 on any drift.
+
+    Every problem is printed and counted, and the check goes on to the next chapter: one
+    run lists everything that drifted.  A lab that cannot start stops it (exit 1).
+    """
     root = project_root()
-    options = Options(source=root / "docs_src", lab=args.lab)
-    store = Store(options.transcripts)
-    drifted = 0
+    source = root / "docs_src"
+    store = Store(source / "transcripts")
+    problems = 0
     compared = 0
-    for path in chapters(options.source):
+    for path in chapters(source):
         chapter = snippets.load(path, root)
         if not chapter.snippets:
             continue
-        transcript = store.load(chapter.path)
+        shown = _relative(store.path_for(chapter.path), root)
+        try:
+            transcript = store.load(chapter.path)
+        except TranscriptError as exc:
+            print(f"{chapter.path}:1: the transcript cannot be used: {exc}")
+            problems += 1
+            continue
         if transcript is None:
-            print(f"{chapter.path}: no transcript to compare with; run `nox -s build` first")
-            drifted += 1
+            print(f"{chapter.path}:1: no transcript ({shown}) to compare with; "
+                  "record one with `nox -s build` and commit it")
+            problems += 1
+            continue
+        recorded_on = transcript.inventory.get("info", {}).get("backend")
+        if recorded_on != args.lab:
+            print(f"{chapter.path}:1: {shown} was recorded on the {recorded_on} lab; "
+                  f"this check runs on {args.lab}, so there is nothing to compare")
+            problems += 1
             continue
         with open_lab(args.lab) as base:
             recorder = Recorder(base._backend)
-            from .lab import Lab
-
-            run, _ = run_live(chapter, Lab(recorder), recorder, keep_going=True)
-        for snippet_run, record in zip(run.runs, transcript.snippets, strict=False):
-            snippet = snippet_run.snippet
-            if snippet_run.error is not None:
-                print(f"{snippet.where}: the snippet failed: {snippet_run.error.reason}")
-                drifted += 1
-                continue
-            compared += 1
-            text = diff(chapter, snippet, record.results(), snippet_run.results(),
-                        str(transcript.path.relative_to(root) if transcript.path else ""))
-            if text:
-                drifted += 1
-                print(f"{snippet.where}: output drifted from the transcript:\n{text}")
-    print(f"labkit check: {compared} snippets compared, {drifted} drifted or failed",
+            _, live = run_live(chapter, Lab(recorder), recorder, keep_going=True)
+        count, drifts = compare(chapter, transcript, live, shown)
+        compared += count
+        problems += len(drifts)
+        for drift in drifts:
+            print(drift)
+    print(f"labkit check: {compared} snippets compared, {problems} drifted or failed",
           file=sys.stderr)
-    return 1 if drifted else 0
+    return 1 if problems else 0
+
+
+def _relative(path: Path, root: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(root))
+    return str(path)

@@ -1,0 +1,148 @@
+# Temporary copies of the project with some of its real chapters, for the transcript tests.
+"""Anything that records or edits transcripts works on a copy in ``tmp_path``, never on
+the repository's ``docs_src/transcripts/``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import labkit.lab
+import labkit.netns.launcher
+from labkit.build import Options, Page, build
+from labkit.errors import LabUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+# The two quickest real chapters: about half a second each on the netns lab.
+CHAPTERS = ("01-same-node.md", "02-setup.md")
+
+
+@dataclass
+class Copy:
+    """A copy of the project: mkdocs.yml, docs/, manifests/ and a few chapters."""
+
+    root: Path
+    logged: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> Path:
+        return self.root / "docs_src"
+
+    @property
+    def transcripts(self) -> Path:
+        return self.source / "transcripts"
+
+    def options(self, **changes: Any) -> Options:
+        values: dict[str, Any] = {"source": self.source, "state": self.root / ".labkit",
+                                  "manifests": self.root / "manifests", "log": self.logged.append}
+        values.update(changes)
+        return Options(**values)
+
+    def build(self, **changes: Any) -> dict[str, Page]:
+        """Build the pages in-process; returns them by chapter file name."""
+        return {page.name: page for page in build(self.options(**changes))}
+
+    def edit(self, chapter: str, old: str, new: str) -> None:
+        path = self.source / chapter
+        text = path.read_text(encoding="utf-8")
+        assert old in text, f"{old!r} is not in {chapter}"
+        path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    def line_of(self, chapter: str, needle: str) -> int:
+        lines = (self.source / chapter).read_text(encoding="utf-8").splitlines()
+        return next(n for n, line in enumerate(lines, 1) if needle in line)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """``python -m labkit.cli ARGS`` in the copy, as an author would run it."""
+        environ = {**os.environ, "PYTHONPATH": str(ROOT), "NO_MKDOCS_2_WARNING": "1",
+                   "DISABLE_MKDOCS_2_WARNING": "true", **(env or {})}
+        return subprocess.run([sys.executable, "-m", "labkit.cli", *args], cwd=self.root,
+                              env=environ, capture_output=True, text=True, timeout=timeout)
+
+
+def make_copy(where: Path, chapters: tuple[str, ...] = CHAPTERS) -> Copy:
+    where.mkdir(parents=True, exist_ok=True)
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    # The real nav lists every chapter and `watch` names labkit/ beside mkdocs.yml: without
+    # them mkdocs --strict accepts a copy with fewer chapters.
+    config = re.sub(r"\nnav:\n(?:[ \t-].*\n?)*", "\n", config)
+    config = re.sub(r"\nwatch:\n(?:[ \t]+-.*\n)*", "\n", config)
+    (where / "mkdocs.yml").write_text(config, encoding="utf-8")
+    shutil.copytree(ROOT / "docs", where / "docs", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "manifests", where / "manifests")
+    (where / "docs_src").mkdir()
+    for name in ("index.md", *chapters):
+        shutil.copy(ROOT / "docs_src" / name, where / "docs_src" / name)
+    return Copy(where)
+
+
+class LabOpened(AssertionError):
+    """A test that must not start a lab started one."""
+
+
+def forbid_labs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make starting any lab fail the test: what follows must work with no lab at all."""
+    def refuse(*_: object, **__: object) -> None:
+        raise LabOpened("a lab was started")
+
+    monkeypatch.setattr(labkit.lab, "open_lab", refuse)
+    monkeypatch.setattr(labkit.netns.launcher, "start", refuse)
+
+
+def count_labs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Let labs start, and list the kind of each one that did."""
+    opened: list[str] = []
+    real: Callable[..., labkit.lab.Lab] = labkit.lab.open_lab
+
+    def counting(kind: str = "netns", **options: Any) -> labkit.lab.Lab:
+        opened.append(kind)
+        return real(kind, **options)
+
+    monkeypatch.setattr(labkit.lab, "open_lab", counting)
+    return opened
+
+
+def require_lab(request: pytest.FixtureRequest) -> None:
+    """Skip (or, with --require-lab, fail) where no netns lab can start."""
+    try:
+        labkit.netns.launcher.preflight()
+    except LabUnavailable as exc:
+        if request.config.getoption("--require-lab"):
+            pytest.fail(f"no lab available: {exc.one_line()}", pytrace=False)
+        pytest.skip(f"no lab available: {exc.one_line()}")
+
+
+@dataclass
+class Recorded:
+    """A copy whose chapters a live build recorded, and the pages that build made."""
+
+    copy: Copy
+    pages: dict[str, Page]
+
+
+@pytest.fixture(scope="session", name="recorded_once")
+def recorded_once_fixture(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    require_lab(request)
+    copy = make_copy(tmp_path_factory.mktemp("recorded"))
+    pages = copy.build()
+    assert {p.how for p in pages.values()} == {"live", "static"}, copy.logged
+    return Recorded(copy, pages)
+
+
+@pytest.fixture(name="recorded")
+def recorded_fixture(recorded_once: Recorded, tmp_path: Path) -> Recorded:
+    """A fresh copy of the recorded project for one test to change as it likes."""
+    root = tmp_path / "project"
+    shutil.copytree(recorded_once.copy.root, root, symlinks=True)
+    return Recorded(Copy(root), recorded_once.pages)

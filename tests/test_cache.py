@@ -1,0 +1,238 @@
+# The cache: an unchanged chapter is not run again, and whatever can change an output
+# invalidates it: the snippets' code and options, the manifests, labkit's source and version,
+# the lab, fresh_lab.
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from copies import (  # noqa: F401 - fixtures
+    ROOT,
+    Recorded,
+    count_labs,
+    forbid_labs,
+    recorded_fixture,
+    recorded_once_fixture,
+)
+
+from labkit import build as build_module
+from labkit import snippets, topology
+from labkit.build import chapter_key, code_fingerprint, key_inputs
+
+CHAPTER = """---
+title: 测试
+normalize: [mac]
+---
+
+# 测试
+
+Some prose about {{ pod.name }}.
+
+```python labkit timeout=20
+pod = lab.pods[0]
+pod.sh("ip route")
+```
+
+More prose.
+"""
+
+
+def chapter(text: str = CHAPTER) -> snippets.Chapter:
+    return snippets.parse(text, "docs_src/09-test.md")
+
+
+def key(text: str = CHAPTER, lab: str = "netns", manifests: str = "m" * 64,
+        code: str = "c" * 64) -> str:
+    return chapter_key(chapter(text), lab, manifests, code)
+
+
+# -- the key, one input at a time -----------------------------------------------------------
+
+def test_prose_and_line_numbers_are_not_in_the_key() -> None:
+    edited = CHAPTER.replace("Some prose", "Some longer,\nreworded prose").replace(
+        "More prose.", "More prose, and a table:\n\n| a | b |\n|---|---|\n")
+    assert key(edited) == key()
+    assert chapter(edited).snippets[0].line != chapter().snippets[0].line
+
+
+def test_a_snippets_code_is_in_the_key() -> None:
+    assert key(CHAPTER.replace('pod.sh("ip route")', 'pod.sh("ip -4 route")')) != key()
+    assert key(CHAPTER.replace("pod = lab.pods[0]", "pod = lab.pods[1]")) != key()
+
+
+def test_a_snippets_options_are_in_the_key() -> None:
+    assert key(CHAPTER.replace("timeout=20", "timeout=30")) != key()
+    assert key(CHAPTER.replace("timeout=20", "timeout=20 hide")) != key()
+    assert key(CHAPTER.replace("timeout=20", "timeout=20 lab=kind")) != key()
+
+
+def test_adding_or_reordering_snippets_is_in_the_key() -> None:
+    second = "```python labkit\nlab.pods[1].sh('ip addr')\n```\n"
+    assert key(CHAPTER + "\n" + second) != key()
+
+
+def test_the_manifests_are_in_the_key(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests", manifests)
+    before = topology.load(manifests).fingerprint
+    assert before == topology.load(ROOT / "manifests").fingerprint
+    (manifests / "replica.yaml").write_text(
+        (manifests / "replica.yaml").read_text(encoding="utf-8") + "\n# a change\n",
+        encoding="utf-8")
+    after = topology.load(manifests).fingerprint
+    assert after != before
+    assert key(manifests=after) != key(manifests=before)
+
+
+def test_labkits_source_is_in_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "labkit"
+    shutil.copytree(ROOT / "labkit", package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(build_module, "__file__", str(package / "build.py"))
+    before = code_fingerprint()
+    assert before == code_fingerprint()
+    agent = package / "netns" / "agent.py"
+    agent.write_text(agent.read_text(encoding="utf-8") + "\n# a change\n", encoding="utf-8")
+    after = code_fingerprint()
+    assert after != before
+    assert key(code=after) != key(code=before)
+
+
+def test_labkits_version_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = key()
+    monkeypatch.setattr(build_module, "__version__", "99.0.0")
+    assert key() != before
+
+
+def test_the_lab_is_in_the_key() -> None:
+    assert key(lab="kind") != key(lab="netns")
+
+
+def test_fresh_lab_is_in_the_key() -> None:
+    fresh = CHAPTER.replace("normalize: [mac]", "normalize: [mac]\nfresh_lab: true")
+    assert key(fresh) != key()
+
+
+def test_the_key_is_made_of_what_the_transcript_lists() -> None:
+    inputs = key_inputs(chapter(), "netns", "m" * 64, "c" * 64)
+    assert set(inputs) == set(build_module.INPUTS)
+    changed = dict(inputs, manifests="x")
+    assert build_module.changed_inputs(inputs, changed) == ["the lab's manifests"]
+
+
+# -- the cache at work ----------------------------------------------------------------------
+
+def test_nothing_changed_starts_no_lab(recorded: Recorded,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_labs(monkeypatch)
+    pages = recorded.copy.build()
+    assert {p.how for p in pages.values()} == {"cached", "static"}
+
+
+def test_a_prose_only_edit_starts_no_lab_and_shows_the_new_prose(
+        recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_labs(monkeypatch)
+    copy = recorded.copy
+    copy.edit("01-same-node.md", "先进 pod", "先（这是新写的一句）进 pod")
+    copy.edit("02-setup.md", "## IPIP 模式", "加了一段新的正文。\n\n## IPIP 模式")
+    pages = copy.build()
+    assert pages["01-same-node.md"].how == pages["02-setup.md"].how == "cached"
+    assert "先（这是新写的一句）进 pod" in pages["01-same-node.md"].markdown
+    assert "加了一段新的正文。" in pages["02-setup.md"].markdown
+    # The outputs are the recorded ones, and the snippet's label names its new line.
+    line = copy.line_of("02-setup.md", 'w2 = lab.node("calico-ipip-worker2")') - 1
+    assert f"Python 源码（docs_src/02-setup.md:{line}）" in pages["02-setup.md"].markdown
+
+
+def test_a_code_edit_runs_that_chapter_live(recorded: Recorded,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = count_labs(monkeypatch)
+    copy = recorded.copy
+    copy.edit("01-same-node.md", 'addr = a.sh("ip addr show eth0")',
+              'addr = a.sh("ip addr show dev eth0")')
+    pages = copy.build()
+    assert opened == ["netns"]
+    assert pages["01-same-node.md"].how == "live" and pages["02-setup.md"].how == "cached"
+    assert ":/# ip addr show dev eth0\n" in pages["01-same-node.md"].markdown
+    assert any("01-same-node.md: running live: changed since the recording: the chapter's "
+               "snippets" in line for line in copy.logged)
+    # Recorded again, so the next build is cached.
+    forbid_labs(monkeypatch)
+    assert copy.build()["01-same-node.md"].how == "cached"
+
+
+def test_an_options_edit_runs_that_chapter_live(recorded: Recorded,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = count_labs(monkeypatch)
+    copy = recorded.copy
+    copy.edit("02-setup.md", "```python labkit\nshow(", "```python labkit timeout=90\nshow(")
+    pages = copy.build()
+    assert opened == ["netns"]
+    assert pages["02-setup.md"].how == "live" and pages["01-same-node.md"].how == "cached"
+
+
+def test_a_manifest_change_runs_every_chapter_live(recorded: Recorded,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = count_labs(monkeypatch)
+    copy = recorded.copy
+    spec = copy.root / "manifests" / "app-deployment.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8") + "\n# reviewed\n", encoding="utf-8")
+    pages = copy.build()
+    assert opened == ["netns", "netns"]
+    assert pages["01-same-node.md"].how == pages["02-setup.md"].how == "live"
+    assert any("changed since the recording: the lab's manifests" in line
+               for line in copy.logged)
+
+
+def test_a_change_to_labkit_runs_every_chapter_live(recorded: Recorded,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = count_labs(monkeypatch)
+    monkeypatch.setattr(build_module, "code_fingerprint", lambda: "0" * 64)
+    pages = recorded.copy.build()
+    assert opened == ["netns", "netns"]
+    assert pages["01-same-node.md"].how == "live"
+    assert any("labkit's source" in line for line in recorded.copy.logged)
+
+
+def test_another_labkit_version_runs_every_chapter_live(
+        recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = count_labs(monkeypatch)
+    monkeypatch.setattr(build_module, "__version__", "99.0.0")
+    recorded.copy.build()
+    assert opened == ["netns", "netns"]
+    assert any("labkit's version" in line for line in recorded.copy.logged)
+
+
+def test_a_fresh_checkout_runs_everything_live(recorded: Recorded,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clone has the committed transcripts (same keys) but printed none of them itself.
+    opened = count_labs(monkeypatch)
+    shutil.rmtree(recorded.copy.root / ".labkit")
+    pages = recorded.copy.build()
+    assert opened == ["netns", "netns"]
+    assert {p.how for p in pages.values()} == {"live", "static"}
+    assert any("was not recorded by this checkout" in line for line in recorded.copy.logged)
+
+
+def test_a_transcript_someone_else_recorded_is_not_a_cache(
+        recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A teammate's newer recording arrives with a pull: same key, other outputs.
+    from labkit.transcript import Store
+
+    store = Store(recorded.copy.transcripts)
+    theirs = store.load("docs_src/01-same-node.md")
+    assert theirs is not None
+    theirs.recorded += 3600
+    store.save(theirs)
+    opened = count_labs(monkeypatch)
+    pages = recorded.copy.build()
+    assert opened == ["netns"]
+    assert pages["01-same-node.md"].how == "live"
+
+
+def test_fresh_runs_everything_live(recorded: Recorded,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = count_labs(monkeypatch)
+    pages = recorded.copy.build(mode="live")
+    assert opened == ["netns", "netns"]
+    assert pages["02-setup.md"].how == "live"
