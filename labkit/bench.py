@@ -105,6 +105,7 @@ def sh_against_nsenter(rounds: int) -> tuple[list[float], list[float]]:
 
 def copy_project(where: Path) -> Path:
     """A copy of the project to build in: its chapters, manifests and site config."""
+    where.mkdir(parents=True)
     for name in ("mkdocs.yml", "docs", "docs_src", "manifests"):
         source = ROOT / name
         if source.is_dir():
@@ -122,6 +123,8 @@ def plain_config(root: Path, docs: str) -> str:
     plain, count = re.subn(r"\n  - gen-files:\n(?:      .*\n)+", "\n", config)
     if count != 1:
         raise RuntimeError("cannot find the gen-files plugin in mkdocs.yml to leave it out")
+    # `watch` only serves `mkdocs serve`, and names folders beside the real mkdocs.yml.
+    plain = re.sub(r"\nwatch:\n(?:[ \t]+-.*\n)*", "\n", plain)
     return re.sub(r"^docs_dir: .*$", f"docs_dir: {docs}", plain, count=1, flags=re.M)
 
 
@@ -139,9 +142,11 @@ def plain_site(root: Path, pages: dict[str, str], where: Path) -> Path:
 
 
 def _mkdocs(root: Path, config: Path, site: Path) -> None:
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
-                    "-f", str(config), "-d", str(site)], cwd=root, check=True,
-                   env=dict(os.environ, **QUIET))
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+                           "-f", str(config), "-d", str(site)], cwd=root,
+                          capture_output=True, text=True, env=dict(os.environ, **QUIET))
+    if done.returncode != 0:
+        raise RuntimeError(f"plain mkdocs build failed:\n{done.stderr[-3000:]}")
 
 
 def labkit_build(root: Path, *args: str) -> tuple[float, str]:

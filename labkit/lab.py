@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -243,6 +244,15 @@ class Lab:
     def _emit(self, event: str, payload: Any) -> None:
         for observer in list(self._observers):
             observer(event, payload)
+
+    def pause(self, seconds: float) -> None:
+        """Give the lab ``seconds`` to settle (a capture to print its buffer, say).
+
+        A wait, not an input: replaying a transcript skips it, since the recorded
+        answers already are what the lab printed after it.
+        """
+        if not getattr(self._backend, "replays", False):
+            time.sleep(seconds)
 
     def close(self) -> None:
         self._backend.close()

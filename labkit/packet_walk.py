@@ -15,7 +15,6 @@ import dataclasses
 import itertools
 import re
 import shlex
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -510,7 +509,7 @@ def _capture_ping(lab: Lab, src: Pod, dst: Pod, taps: Sequence[Tap],
         ping = src.sh(f"ping -c {count} -W 2 {shlex.quote(dst.ip)}")
         # Only a pause, not an input: it lets each tcpdump print what is already in its
         # buffer before Ctrl-C makes it drop the rest (see unprinted()).
-        time.sleep(SETTLE)
+        lab.pause(SETTLE)
     finally:
         stopped = [(tap, capture.stop()) for tap, capture in running]
     return stopped, ping

@@ -78,6 +78,8 @@ class Replayer:
     """Answers calls from a transcript, checking each is the call that was recorded."""
 
     name = "replay"
+    replays = True
+    """Nothing runs: :meth:`labkit.lab.Lab.pause` need not wait."""
 
     def __init__(self, inventory: Inventory, where: str) -> None:
         self._inventory = inventory

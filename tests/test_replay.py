@@ -232,3 +232,15 @@ def test_replay_keeps_failures_of_snippet_code_as_failures(
     store.save(transcript)
     with pytest.raises(SnippetError, match=r"docs_src/01-same-node\.md:\d+: AssertionError"):
         copy.build(mode="replay")
+
+
+def test_a_replay_does_not_wait_for_a_lab_to_settle() -> None:
+    import time
+
+    from labkit.lab import Lab
+    from labkit.recording import Replayer
+
+    inventory = {"info": {"backend": "netns"}, "nodes": [], "pods": []}
+    started = time.monotonic()
+    Lab(Replayer(inventory, "docs_src/x.md")).pause(5.0)
+    assert time.monotonic() - started < 0.5
