@@ -46,6 +46,9 @@ LABS = ("kind", "netns")
 
 # A fence opens with 3+ backticks or tildes, indented at most 3 spaces (CommonMark 4.5).
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+# A line ends at \n, \r\n or a lone \r (CommonMark 2.1); str.splitlines() also breaks at
+# \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029, which Markdown shows inside a line.
+LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 @dataclass(frozen=True)
@@ -196,25 +199,30 @@ def _front_matter(text: str, path: str) -> tuple[dict[str, Any], int]:
     return meta, 4 + close.end()
 
 
+def lines(text: str) -> list[str]:
+    """``text``'s lines as Markdown reads them, each with its line ending."""
+    return LINE.findall(text)
+
+
 def parse(text: str, path: str) -> Chapter:
     """Parse a chapter; raise :class:`SnippetError` (with file and line) on a malformed one."""
     meta, body_start = _front_matter(text, path)
-    lines = text[body_start:].splitlines(keepends=True)
+    body_lines = lines(text[body_start:])
     first_line = text[:body_start].count("\n") + 1
     offset = body_start
     snippets: list[Snippet] = []
     literal: list[tuple[int, int]] = []
     i = 0
-    while i < len(lines):
-        opening = FENCE.match(lines[i].rstrip("\n"))
+    while i < len(body_lines):
+        opening = FENCE.match(body_lines[i].rstrip("\r\n"))
         if opening is None:
-            offset += len(lines[i])
+            offset += len(body_lines[i])
             i += 1
             continue
         fence = opening["fence"]
         info = opening["info"].strip()
         if fence[0] == "`" and "`" in info:  # not a fence: an inline code span (CommonMark)
-            offset += len(lines[i])
+            offset += len(body_lines[i])
             i += 1
             continue
         line_no = first_line + i
@@ -222,21 +230,22 @@ def parse(text: str, path: str) -> Chapter:
         body: list[str] = []
         j = i + 1
         closed = False
-        while j < len(lines):
-            candidate = lines[j].rstrip("\n")
+        while j < len(body_lines):
+            candidate = body_lines[j].rstrip("\r\n")
             stripped = candidate.lstrip(" ")
-            if (len(candidate) - len(stripped) <= 3 and stripped.startswith(fence)
-                    and stripped.strip() == fence[0] * len(stripped.strip())):
+            mark = stripped.rstrip(" \t")  # only spaces and tabs may follow a closing fence
+            if (len(candidate) - len(stripped) <= 3 and mark.startswith(fence)
+                    and mark == fence[0] * len(mark)):
                 closed = True
                 break
-            body.append(lines[j])
+            body.append(body_lines[j])
             j += 1
         words = info.split(None, 2)
         is_snippet = len(words) >= 2 and words[0] == LANGUAGE and words[1] == MARKER
         if is_snippet and not closed:
             raise SnippetError(path, line_no, f"the snippet's {fence} fence is never closed")
         end_index = j + 1 if closed else j
-        end = start + sum(len(x) for x in lines[i:end_index])
+        end = start + sum(len(x) for x in body_lines[i:end_index])
         if is_snippet:
             indent = len(opening["indent"])
             code = "".join(x[indent:] if x[:indent].strip() == "" else x.lstrip() for x in body)
