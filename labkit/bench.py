@@ -19,6 +19,7 @@ mkdocs build``): the ratio is what labkit adds to a site build.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .build import ROOT, Options, build
+from .build import ROOT
 from .lab import Lab, open_lab
 
 QUIET = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
@@ -104,16 +105,16 @@ def sh_against_nsenter(rounds: int) -> tuple[list[float], list[float]]:
 # -- builds ----------------------------------------------------------------------------------
 
 def copy_project(where: Path) -> Path:
-    """A copy of the project to build in: its chapters, manifests and site config."""
+    """A copy of the project to build in: chapters, manifests, site config, and labkit itself
+    (the builds import this copy, so an edit to the checkout meanwhile cannot reach them)."""
     where.mkdir(parents=True)
-    for name in ("mkdocs.yml", "docs", "docs_src", "manifests"):
+    for name in ("mkdocs.yml", "docs", "docs_src", "manifests", "labkit"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, where / name, ignore=shutil.ignore_patterns(
                 "__pycache__", "transcripts"))
         else:
             shutil.copy(source, where / name)
-    (where / "labkit").symlink_to(ROOT / "labkit")  # mkdocs.yml watches it
     return where
 
 
@@ -141,6 +142,27 @@ def plain_site(root: Path, pages: dict[str, str], where: Path) -> Path:
     return site
 
 
+def rendered_pages(root: Path) -> dict[str, str]:
+    """The pages a build of the copy at ``root`` renders now (with the copy's labkit)."""
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from labkit.build import Options, build\n"
+        "root = Path.cwd()\n"
+        "pages = build(Options(source=root / 'docs_src', state=root / '.labkit',\n"
+        "                      manifests=root / 'manifests', log=lambda _: None))\n"
+        "if any(p.how == 'live' for p in pages):\n"
+        "    sys.exit('the pages for the plain build would have run live')\n"
+        "json.dump({p.name: p.markdown for p in pages}, sys.stdout)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(root)))
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot render the pages for the plain build:\n{done.stderr}")
+    pages: dict[str, str] = json.loads(done.stdout)
+    return pages
+
+
 def _mkdocs(root: Path, config: Path, site: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
                            "-f", str(config), "-d", str(site)], cwd=root,
@@ -154,7 +176,7 @@ def labkit_build(root: Path, *args: str) -> tuple[float, str]:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "labkit.cli", "build", *args], cwd=root,
                           capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), **QUIET))
+                          env=dict(os.environ, PYTHONPATH=str(root), **QUIET))
     elapsed = time.perf_counter() - started
     log = "\n".join(line for line in done.stderr.splitlines() if line.startswith("labkit"))
     if done.returncode != 0:
@@ -181,7 +203,10 @@ def builds(rounds: int, keep: Path | None = None) -> dict[str, list[float]]:
         original = chapter.read_text(encoding="utf-8")
         if PROSE_ANCHOR not in original:
             raise RuntimeError(f"{PROSE_CHAPTER} no longer has {PROSE_ANCHOR.strip()!r}")
-        for round_ in range(rounds):
+        # Plain mkdocs gets the very pages labkit renders here, with no labkit in the build.
+        plain = root.parent / "plain"
+        plain_site(root, rendered_pages(root), plain)  # once, to warm what the rebuilds had
+        for round_ in range(rounds):  # interleaved, so all three meet the same machine
             elapsed, log = labkit_build(root)
             _expect(log, "cached", "the rebuild with nothing changed")
             figures["unchanged"].append(elapsed)
@@ -194,12 +219,6 @@ def builds(rounds: int, keep: Path | None = None) -> dict[str, list[float]]:
             if edit.strip() not in html:
                 raise RuntimeError("the prose edit is not on the rebuilt page")
             figures["prose"].append(elapsed)
-        # The very pages the last rebuild rendered, through mkdocs alone.
-        pages = {p.name: p.markdown for p in build(Options(
-            source=root / "docs_src", state=root / ".labkit", log=lambda _: None))}
-        plain = root.parent / "plain"
-        plain_site(root, pages, plain)  # once to warm the same caches the rebuilds had
-        for _ in range(rounds):
             shutil.rmtree(plain / "site", ignore_errors=True)
             figures["plain"].append(_time(lambda: _mkdocs(root, plain / "mkdocs.yml",
                                                           plain / "site")))

@@ -20,13 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import snippets
-from .build import chapters, run_live
-from .drift import compare
-from .errors import LabError, TranscriptError
-from .lab import Lab, open_lab
-from .recording import Recorder
-from .transcript import Store
+from .errors import LabError
 
 QUIET_BANNERS = {
     # Material and the MkDocs 1.x continuations print end-of-life banners on every build.
@@ -113,6 +107,15 @@ def check(args: argparse.Namespace) -> int:
     Every problem is printed and counted, and the check goes on to the next chapter: one
     run lists everything that drifted.  A lab that cannot start stops it (exit 1).
     """
+    # Imported here: `labkit build` only starts mkdocs, and should not pay for the check.
+    from . import snippets
+    from .build import chapters, run_live
+    from .drift import compare
+    from .errors import TranscriptError
+    from .lab import Lab, open_lab
+    from .recording import Recorder
+    from .transcript import Store
+
     root = project_root()
     source = root / "docs_src"
     store = Store(source / "transcripts")
