@@ -25,7 +25,7 @@ import markupsafe
 from .errors import SnippetError
 from .execute import Block, SnippetRun
 from .result import Result
-from .snippets import Chapter
+from .snippets import Chapter, lines
 
 MAX_LINES = 200
 """A command's output longer than this is cut on the page (the transcript keeps it all)."""
@@ -72,13 +72,13 @@ def fence(text: str, language: str, indent: str = "") -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     marks = "`" * max(3, longest + 1)
     body = text if text.endswith("\n") or not text else text + "\n"
-    lines = [f"{marks}{language}\n", *body.splitlines(keepends=True), f"{marks}\n"]
-    return "".join(indent + line if line.strip() else line for line in lines)
+    return _indent(f"{marks}{language}\n{body}{marks}\n", indent)
 
 
 def _indent(text: str, prefix: str = "    ") -> str:
-    return "".join(prefix + line if line.strip() else line
-                   for line in text.splitlines(keepends=True))
+    """Indent each line as Markdown splits them (see :func:`labkit.snippets.lines`); a line
+    of spaces and tabs is blank to Markdown and stays as it is."""
+    return "".join(prefix + line if line.strip(" \t\r\n") else line for line in lines(text))
 
 
 def escape_markdown(value: Any) -> str:
@@ -115,7 +115,7 @@ def _no_block_starts(text: str) -> str:
 
 def code_span(value: Any) -> markupsafe.Markup:
     """``{{ x | code }}``: the value as an inline code span, whatever it contains."""
-    text = str(value).replace("\n", " ")
+    text = re.sub(r"\r\n|\r|\n", " ", str(value))  # a lone \r ends a line too
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     ticks = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
@@ -194,11 +194,11 @@ def console_text(results: list[Result]) -> tuple[str, list[str]]:
     The notes are Markdown: each names its command in a code span, which shows any
     command as typed (HTML-escaping it as well would show ``&#x27;`` for a quote).
     """
-    lines: list[str] = []
+    shown: list[str] = []
     notes: list[str] = []
     for result in results:
-        lines.append(f"{result.prompt} {result.command}\n")
-        output = result.output.splitlines(keepends=True)
+        shown.append(f"{result.prompt} {result.command}\n")
+        output = lines(result.output)
         if len(output) > MAX_LINES:
             notes.append(f"{code_span(result.command)} 的输出共 {len(output)} 行，页面只显示前 "
                          f"{MAX_LINES} 行，省略了 {len(output) - MAX_LINES} 行；"
@@ -206,13 +206,13 @@ def console_text(results: list[Result]) -> tuple[str, list[str]]:
             output = output[:MAX_LINES]
         if output and not output[-1].endswith("\n"):
             output[-1] += "\n"
-        lines.extend(output)
+        shown.extend(output)
         if result.invalid_bytes:
             notes.append(f"{code_span(result.command)} 的输出含 {result.invalid_bytes} 个"
                          "不是 UTF-8 的字节，页面上显示为 �。")
         if result.timed_out:
             notes.append(f"{code_span(result.command)} 超时，被强行终止。")
-    return "".join(lines), notes
+    return "".join(shown), notes
 
 
 def _console_blocks(blocks: list[Block], indent: str) -> str:
@@ -253,7 +253,8 @@ def _console_blocks(blocks: list[Block], indent: str) -> str:
 
 
 def _attr(text: str) -> str:
-    return text.replace('"', "'").replace("\n", " ")
+    """Text for a quoted title (admonition, tab): one line, no double quote."""
+    return re.sub(r"\r\n|\r|\n", " ", text).replace('"', "'")
 
 
 def _figures(blocks: list[Block]) -> list[str]:
