@@ -30,6 +30,22 @@ from .status import status_document, status_text
 LABS = ("netns", "kind")
 
 
+class _Command(argparse.ArgumentParser):
+    """A subcommand's parser: an argument it does not know is its error, shown with its usage.
+
+    (argparse hands a subcommand's unknown arguments back to the top-level parser, which
+    prints ``usage: labkit COMMAND ...``: no help to someone who mistyped ``labkit up``.)
+    """
+
+    def parse_known_args(  # type: ignore[override]
+            self, args: Sequence[str] | None = None,
+            namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit",
@@ -37,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                     "netns replica.",
     )
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Command)
 
     up = sub.add_parser("up", help="start a lab that stays up between commands")
     up.add_argument("--lab", choices=LABS, default="netns")
@@ -56,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     sh.add_argument("--timeout", type=float, default=60.0)
     sh.add_argument("--name", default="default")
+    sh.set_defaults(usage_error=sh.error)
 
     down = sub.add_parser("down", help="stop the lab that is up")
     down.add_argument("--lab", choices=LABS, default="netns")
@@ -118,10 +136,10 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sh(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _sh(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        parser.error("labkit sh: give the command after --, e.g. labkit sh NODE -- ip route")
+        args.usage_error("give the command after --, e.g. labkit sh NODE -- ip route")
     from .lab import Lab
 
     if args.lab == "kind":
@@ -165,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return _status(args)
         if args.command == "sh":
-            return _sh(args, parser)
+            return _sh(args)
         if args.command == "down":
             return _down(args)
         if args.command == "pin":
