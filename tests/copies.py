@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import labkit.build
 import labkit.lab
 import labkit.netns.launcher
 from labkit.build import Options, Page, build
@@ -130,19 +131,28 @@ class Recorded:
     pages: dict[str, Page]
 
 
+# labkit's source as it was when the session began: edits to the checkout while the tests
+# run must not make every cached chapter look changed (tests that change it say so).
+SOURCE = labkit.build.code_fingerprint()
+
+
 @pytest.fixture(scope="session", name="recorded_once")
 def recorded_once_fixture(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+                          tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     require_lab(request)
     copy = make_copy(tmp_path_factory.mktemp("recorded"))
-    pages = copy.build()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(labkit.build, "code_fingerprint", lambda: SOURCE)
+        pages = copy.build()
     assert {p.how for p in pages.values()} == {"live", "static"}, copy.logged
     return Recorded(copy, pages)
 
 
 @pytest.fixture(name="recorded")
-def recorded_fixture(recorded_once: Recorded, tmp_path: Path) -> Recorded:
+def recorded_fixture(recorded_once: Recorded, tmp_path: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> Recorded:
     """A fresh copy of the recorded project for one test to change as it likes."""
     root = tmp_path / "project"
     shutil.copytree(recorded_once.copy.root, root, symlinks=True)
+    monkeypatch.setattr(labkit.build, "code_fingerprint", lambda: SOURCE)
     return Recorded(Copy(root), recorded_once.pages)
