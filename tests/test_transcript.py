@@ -8,10 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from copies import (  # noqa: F401 - fixtures
+    Recorded,
+    recorded_fixture,
+    recorded_once_fixture,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.errors import TranscriptError
+from labkit.errors import SnippetError, TranscriptError
 from labkit.result import Result
 from labkit.transcript import FORMAT, SnippetRecord, Store, Transcript, dumps, loads
 
@@ -230,3 +235,25 @@ def test_a_wrong_structure_with_a_valid_checksum_is_reported(tmp_path: Path) -> 
 
 def test_no_transcript_is_not_an_error(tmp_path: Path) -> None:
     assert Store(tmp_path / "transcripts").load(CHAPTER) is None
+
+
+# -- the store during a build ---------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["a failing snippet", "Ctrl-C", "keep-going"])
+def test_a_build_that_does_not_finish_a_chapter_keeps_its_recording(
+        recorded: Recorded, how: str) -> None:
+    copy = recorded.copy
+    path = copy.transcripts / "01-same-node.yaml"
+    before = path.read_bytes()
+    ending = {"a failing snippet": "assert False, 'broken'", "Ctrl-C": "raise KeyboardInterrupt",
+              "keep-going": "assert False, 'broken'"}[how]
+    copy.edit("01-same-node.md", 'addr = a.sh("ip addr show eth0")',
+              f'addr = a.sh("ip addr show eth0")\n{ending}')
+    if how == "keep-going":
+        pages = copy.build(keep_going=True)
+        assert pages["01-same-node.md"].errors
+    else:
+        with pytest.raises((SnippetError, KeyboardInterrupt)):
+            copy.build()
+    assert path.read_bytes() == before
+    assert leftovers(copy.transcripts) == []
