@@ -22,7 +22,8 @@ def _wants_kind(session: nox.Session) -> bool:
 
 def _install(session: nox.Session, *extras: str) -> None:
     extras_list = [*extras, *(["kind"] if _wants_kind(session) else [])]
-    session.install("-e", f".[{','.join(extras_list)}]")
+    # pip refuses ".[]": no extras is plain ".".
+    session.install("-e", f".[{','.join(extras_list)}]" if extras_list else ".")
 
 
 @nox.session
