@@ -42,7 +42,8 @@ def project_root() -> Path:
 def _die_with_parent() -> None:
     from .netns import linux
 
-    with contextlib.suppress(OSError):
+    # AttributeError: a libc without prctl (not Linux), where a replay must still build.
+    with contextlib.suppress(OSError, AttributeError):
         linux.die_with_parent(signal.SIGKILL)
 
 
@@ -52,9 +53,16 @@ def publish(built: Path, site: Path) -> None:
         os.rename(built, site)
         return
     libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:  # not Linux (a replay): two renames, the old site gone for an instant
+        previous = built.with_name(built.name + ".previous")
+        os.rename(site, previous)
+        os.rename(built, site)
+        shutil.rmtree(previous)
+        return
     at_fdcwd = -100
-    if libc.renameat2(at_fdcwd, str(built).encode(), at_fdcwd, str(site).encode(),
-                      RENAME_EXCHANGE) != 0:
+    if renameat2(at_fdcwd, str(built).encode(), at_fdcwd, str(site).encode(),
+                 RENAME_EXCHANGE) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"cannot swap {built} into {site}: {os.strerror(errno)}")
     shutil.rmtree(built)  # now holds the previous site

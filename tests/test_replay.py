@@ -244,3 +244,28 @@ def test_a_replay_does_not_wait_for_a_lab_to_settle() -> None:
     started = time.monotonic()
     Lab(Replayer(inventory, "docs_src/x.md")).pause(5.0)
     assert time.monotonic() - started < 0.5
+
+
+def test_the_site_build_runs_where_libc_has_no_linux_calls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reader's machine that is not Linux replays: no prctl, no renameat2 in its libc.
+    import ctypes
+
+    from labkit import site
+    from labkit.netns import linux
+
+    class NotLinuxLibc:
+        def __getattr__(self, name: str) -> object:
+            raise AttributeError(f"dlsym: symbol not found: {name}")
+
+    monkeypatch.setattr(linux, "_libc", NotLinuxLibc())
+    monkeypatch.setattr(ctypes, "CDLL", lambda *_, **__: NotLinuxLibc())
+    site._die_with_parent()
+    old, new = tmp_path / "site", tmp_path / "built"
+    old.mkdir()
+    (old / "index.html").write_text("old")
+    new.mkdir()
+    (new / "index.html").write_text("new")
+    site.publish(new, old)
+    assert (old / "index.html").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
