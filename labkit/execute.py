@@ -15,14 +15,14 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CommandFailed, LabError, SnippetError
 from .lab import Background, Lab
 from .result import Result
-from .snippets import Snippet
+from .snippets import Snippet, lines
 
 
 @dataclass
@@ -92,8 +92,22 @@ def _where_in_snippet(exc: BaseException, snippet: Snippet) -> int:
     return line
 
 
-def snippet_error(exc: BaseException, snippet: Snippet) -> SnippetError:
-    """Turn whatever a snippet raised into one message naming the chapter's file and line."""
+def _source_line(line: int, snippets: Iterable[Snippet]) -> str:
+    """The chapter's line ``line`` if one of ``snippets`` holds it (else empty)."""
+    for snippet in snippets:
+        source = lines(snippet.compiled_source())  # where Python, too, ends lines
+        if snippet.line < line <= len(source):
+            return source[line - 1].strip()
+    return ""
+
+
+def snippet_error(exc: BaseException, snippet: Snippet,
+                  earlier: Iterable[Snippet] = ()) -> SnippetError:
+    """Turn whatever a snippet raised into one message naming the chapter's file and line.
+
+    ``earlier`` are the chapter's snippets that ran before: the line that raised may be in
+    a function one of them defined.
+    """
     if isinstance(exc, SnippetError):
         return exc
     if isinstance(exc, SyntaxError):
@@ -107,8 +121,7 @@ def snippet_error(exc: BaseException, snippet: Snippet) -> SnippetError:
         return SnippetError(snippet.path, line, str(exc))
     if isinstance(exc, LabError):
         return SnippetError(snippet.path, line, str(exc))
-    source = snippet.compiled_source().splitlines()
-    code = source[line - 1].strip() if 0 < line <= len(source) else ""
+    code = _source_line(line, [snippet, *earlier])
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return SnippetError(snippet.path, line, f"{detail}\n  in: {code}" if code else detail)
 
@@ -171,7 +184,7 @@ class ChapterRun:
             with _deadline(snippet.timeout):
                 exec(code, self.namespace)
         except (Exception, SnippetTimeout) as exc:
-            run.error = snippet_error(exc, snippet)
+            run.error = snippet_error(exc, snippet, [r.snippet for r in self.runs])
         finally:
             self._stop_leftovers(run)
             self._current, self._stack = None, []
