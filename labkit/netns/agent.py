@@ -569,6 +569,8 @@ class Server:
     # -- requests -------------------------------------------------------------------------
 
     def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        if conn.fileno() == -1:
+            return  # the client hung up (an interrupted request) and _on_client closed it
         data = protocol.encode(message)
         conn.setblocking(True)
         try:
