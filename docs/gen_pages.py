@@ -16,7 +16,7 @@ from labkit.build import build, options_from_env
 # project (or labkit installed from PyPI) must build its own chapters into its own state.
 root = Path(mkdocs_gen_files.config.config_file_path).resolve().parent
 options = dataclasses.replace(options_from_env(), source=root / "docs_src",
-                              state=root / ".labkit")
+                              state=root / ".labkit", manifests=root / "manifests")
 
 try:
     pages = build(options)
