@@ -5,7 +5,10 @@ Every value that reaches the page passes through :func:`html.escape` (in SVG)
 or :func:`cell` (in a Markdown table): command output is data and must never
 become markup.  Colours are Material's CSS variables, with fallbacks so the
 SVG still reads when opened on its own, so the figures follow the light and
-dark schemes.  There are no element ids: a page may hold several figures.
+dark schemes; the text's accent and muted colours come first from the site's
+``--labkit-figure-*`` variables (docs/assets/labkit.css), which keep them
+legible on the shaded frames.  There are no element ids: a page may hold
+several figures.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ STYLE = """\
 .labkit-diagram{font-family:var(--md-text-font-family,sans-serif);font-size:12px}\
 .labkit-diagram text{fill:var(--md-default-fg-color,#222);white-space:pre}\
 .labkit-diagram .lk-mono{font-family:var(--md-code-font-family,monospace)}\
-.labkit-diagram .lk-muted{fill:var(--md-default-fg-color--light,#666)}\
+.labkit-diagram .lk-muted{fill:var(--labkit-figure-muted,var(--md-default-fg-color--light,#666))}\
 .labkit-diagram .lk-title{font-weight:bold}\
-.labkit-diagram .lk-accent{fill:var(--md-accent-fg-color,#526cfe);font-weight:bold}\
+.labkit-diagram .lk-accent{fill:var(--labkit-figure-accent,var(--md-accent-fg-color,#3f51b5));\
+font-weight:bold}\
 .labkit-diagram .lk-box{fill:var(--md-default-bg-color,#fff);\
 stroke:var(--md-default-fg-color--light,#888);stroke-width:1}\
 .labkit-diagram .lk-area{fill:var(--md-default-fg-color--lightest,#f2f2f2);\
