@@ -346,6 +346,8 @@ LABEL_W = 62.0
 """Where values start after a row label (``eth0``, ``MAC``, ``路由``)."""
 BETWEEN = LINE * 4
 """The gap between two node frames, where the lines joining them are named."""
+GHOST_PAD = 6.0
+"""Between the gateway's dashed box and its text."""
 
 
 def _wrap(text: str, width: float) -> list[str]:
@@ -516,19 +518,23 @@ def _draw_pod(layout: _Layout, node: NodeNetwork, pod: PodNetwork,
 def _draw_gateway(d: svg.Drawing, gateway: str, owners: Sequence[str], cali: Device | None,
                   node: NodeNetwork, veth_x: float, top: float, right: float) -> None:
     """The pod's gateway as what it is: a dashed address beside the veth that no device owns."""
-    x = veth_x + 64
+    answered = cali is not None and node.proxy_arp.get(cali.name) == "1"
+    lines: list[list[svg.Span]] = [
+        [("网关 ", "lk-muted"), (gateway, "lk-mono lk-accent"),
+         ("  无人拥有" if not owners else "  属于 " + " ".join(owners), "lk-muted")],
+        [("ARP 由 ", "lk-muted"), (cali.name if cali else "?", "lk-mono"),
+         (" 代答（proxy_arp）" if answered else " 不代答", "lk-muted")],
+    ]
+    # The box starts further left when its text needs the room (a cali name is 15 characters),
+    # with a margin for fonts wider than the estimate.
+    needed = max(sum(svg.text_width(t, mono="lk-mono" in c) for t, c in line) for line in lines)
+    x = max(veth_x + 24, min(veth_x + 64, right - 8 - needed - GHOST_PAD * 3))
     height = LINE * 2.3
     d.rect(x, top, right - x - 8, height, "lk-ghost",
            data={"gateway": gateway, "owners": " ".join(owners)})
     d.line(veth_x, top + height / 2, x, top + height / 2, "lk-dashed")
-    answered = cali is not None and node.proxy_arp.get(cali.name) == "1"
-    d.text(x + 6, top + LINE, [("网关 ", "lk-muted"), (gateway, "lk-mono lk-accent"),
-                               ("  无人拥有" if not owners else "  属于 " + " ".join(owners),
-                                "lk-muted")])
-    d.text(x + 6, top + LINE * 2, [
-        ("ARP 由 ", "lk-muted"), (cali.name if cali else "?", "lk-mono"),
-        (" 代答（proxy_arp）" if answered else " 不代答", "lk-muted"),
-    ])
+    for number, line in enumerate(lines, 1):
+        d.text(x + GHOST_PAD, top + LINE * number, line)
 
 
 def _name_between(drawing: svg.Drawing, diagram: Diagram, y: float) -> None:
