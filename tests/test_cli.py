@@ -1,0 +1,125 @@
+# The `labkit` command as a shell user meets it: bad arguments get usage and exit 2, a failure
+# gets one line and exit 1, a command's own exit status comes back unchanged.
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from labproject import ROOT
+
+from labkit import topology
+
+
+def labkit(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "labkit.cli", *args], cwd=cwd,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+BAD = {
+    "no command": ([], "labkit", "the following arguments are required: COMMAND"),
+    "unknown command": (["frobnicate"], "labkit", "invalid choice: 'frobnicate'"),
+    "unknown option": (["--frobnicate", "status"], "labkit",
+                       "unrecognized arguments: --frobnicate"),
+    "unknown lab": (["build", "--lab", "docker"], "labkit build", "invalid choice: 'docker'"),
+    "replay and fresh": (["build", "--replay", "--fresh"], "labkit build",
+                         "not allowed with argument --replay"),
+    "option without its value": (["build", "--site"], "labkit build",
+                                 "--site: expected one argument"),
+    "stray argument": (["build", "chapters"], "labkit build", "unrecognized arguments: chapters"),
+    "unknown option of up": (["up", "--bogus"], "labkit up", "unrecognized arguments: --bogus"),
+    "extra argument to status": (["status", "--json", "extra"], "labkit status",
+                                 "unrecognized arguments: extra"),
+    "sh without a target": (["sh"], "labkit sh", "required: target"),
+    "sh without a command": (["sh", "calico-ipip-worker2"], "labkit sh",
+                             "give the command after --"),
+    "sh with only --": (["sh", "calico-ipip-worker2", "--"], "labkit sh",
+                        "give the command after --"),
+    "sh timeout not a number": (["sh", "--timeout", "soon", "n", "--", "ls"], "labkit sh",
+                                "invalid float value: 'soon'"),
+    "down without a lab name": (["down", "--name"], "labkit down", "expected one argument"),
+    "check of an unknown lab": (["check", "--lab", "none"], "labkit check",
+                                "invalid choice: 'none'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_arguments_print_the_commands_usage_and_exit_2(case: str) -> None:
+    args, usage, complaint = BAD[case]
+    done = labkit(*args)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    first, *rest = done.stderr.splitlines()
+    # The usage of the command that was mistyped, then what was wrong with it.
+    assert first.startswith(f"usage: {usage} "), done.stderr
+    assert any(line.startswith(f"{usage}: error: ") and complaint in line for line in rest), \
+        done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_and_version_exit_0() -> None:
+    helped = labkit("--help")
+    assert helped.returncode == 0
+    for command in ("up", "status", "sh", "down", "build", "check"):
+        assert command in helped.stdout
+    assert labkit("build", "--help").returncode == 0
+    version = labkit("--version")
+    assert (version.returncode, version.stdout.split()[0]) == (0, "labkit")
+
+
+def test_build_outside_a_project_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    done = labkit("build", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("labkit: no mkdocs.yml with a docs_src/ beside it")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["status"], ["sh", "calico-ipip-worker2", "--", "true"],
+                                  ["down"]], ids=["status", "sh", "down"])
+def test_no_lab_up_is_one_line_and_exit_1(args: list[str]) -> None:
+    name = f"none-{uuid.uuid4().hex[:8]}"
+    done = labkit(*args[:1], "--name", name, *args[1:])
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == "labkit: no lab is up (start one with `labkit up`)"
+
+
+@pytest.fixture(scope="module")
+def lab_up() -> Iterator[str]:
+    """A detached lab under a name of its own, so no one else's `labkit up` is touched."""
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    started = labkit("up", "--name", name)
+    if started.returncode != 0:
+        pytest.skip(f"no netns lab here: {started.stderr.strip()}")
+    try:
+        yield name
+    finally:
+        labkit("down", "--name", name)
+
+
+def test_an_unknown_target_names_the_ones_there_are(lab_up: str) -> None:
+    done = labkit("sh", "--name", lab_up, "calico-ipip-worker9", "--", "true")
+    assert done.returncode == 1
+    spec = topology.load()
+    assert done.stderr.startswith("labkit: no node or pod named 'calico-ipip-worker9'; "
+                                  "this lab has: ")
+    for name in [n.name for n in spec.nodes] + [p.name for p in spec.pods]:
+        assert name in done.stderr
+
+
+def test_sh_exits_with_the_commands_status_and_keeps_its_streams(lab_up: str) -> None:
+    done = labkit("sh", "--name", lab_up, "calico-ipip-worker2", "--",
+                  "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+
+
+def test_a_second_lab_under_the_same_name_is_refused(lab_up: str) -> None:
+    done = labkit("up", "--name", lab_up)
+    assert done.returncode == 1
+    assert f"a lab named {lab_up!r} is already up" in done.stderr
+    # ... and the first one still answers.
+    assert labkit("sh", "--name", lab_up, "calico-ipip-worker2", "--", "true").returncode == 0
