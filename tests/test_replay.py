@@ -92,15 +92,24 @@ def test_replayed_html_is_the_live_html(recorded: Recorded, monkeypatch: pytest.
 def test_a_replayed_page_says_when_its_outputs_were_printed(
         recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
     forbid_labs(monkeypatch)
-    transcript = Store(recorded.copy.transcripts).load("docs_src/01-same-node.md")
+    store = Store(recorded.copy.transcripts)
+    transcript = store.load("docs_src/01-same-node.md")
     assert transcript is not None
+    # Say it was recorded a day earlier, so no time on the page can be the replay's own.
+    transcript.recorded -= 86400
+    for snippet in transcript.snippets:
+        assert snippet.started is not None
+        snippet.started -= 86400
+    store.save(transcript)
     page = recorded.copy.build(mode="replay")["01-same-node.md"].markdown
-    first_snippet = transcript.snippets[1]  # the first one that prints something
-    assert first_snippet.started is not None
-    # The snippet's line names the time it ran in the live build, not the replay's.
-    line = next(x for x in page.splitlines() if "labkit-provenance" in x)
-    assert _utc(first_snippet.started) in line
-    assert replay_mark(transcript.recorded) in line
+    printed = {_utc(s.started) for s in transcript.snippets if s.started}
+    lines = [x for x in page.splitlines() if "labkit-provenance" in x]
+    assert lines
+    for line in lines:
+        # Each snippet's line names when it ran in the live build, and says it is replayed.
+        when = re.search(r" · (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC) · ", line)
+        assert when is not None and when[1] in printed
+        assert line.rstrip().endswith(f"{replay_mark(transcript.recorded)}</small>")
 
 
 def test_replay_refuses_a_changed_snippet_naming_its_line(
