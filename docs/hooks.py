@@ -11,6 +11,7 @@ from typing import Any
 def on_config(config: Any) -> Any:
     # The search plugin segments Chinese with jieba, which logs its dictionary loading.
     logging.getLogger("jieba").setLevel(logging.WARNING)
-    if config.repo_url and not config.edit_uri:
+    if config.repo_url:
+        # MkDocs fills in edit/master/docs/ for GitHub; the chapters are docs_src/ on main.
         config.edit_uri = "edit/main/"
     return config

@@ -38,7 +38,6 @@ SCHEMES = {"light": "default", "dark": "slate"}
 VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
 OUTBOUND_LINKS = {
     "docs.tigera.io": "第四章引用的出处：Calico 官方 FAQ",
-    "squidfunk.github.io": "Material 主题页脚的 Made with Material for MkDocs",
 }
 """Hosts that a page may *link* to (an ``<a href>`` the reader can follow, which loads
 nothing by itself), and why; anything a page would load from another host is never allowed."""
