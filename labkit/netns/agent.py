@@ -122,6 +122,7 @@ class Job:
 
 
 COMMAND_ENV = dict(ENV, LD_PRELOAD=STDBUF, _STDBUF_O="L") if os.path.exists(STDBUF) else ENV
+NSENTER = shutil.which("nsenter", path=ENV["PATH"]) or "/usr/bin/nsenter"
 
 
 class SetupError(Exception):
@@ -157,6 +158,30 @@ def _child_exec(fds: tuple[int, ...], argv: list[str], stdio: tuple[int, int, in
             os.write(report, f"{type(exc).__name__}: {exc}".encode())
         finally:
             os._exit(127)
+
+
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM,
+                 signal.SIGHUP)
+
+
+def spawn_command(target: Target, command: str, stdio: tuple[int, int, int]) -> int:
+    """Start ``/bin/sh -c command`` in ``target`` the way a reader's shell would; its pid.
+
+    Through util-linux's ``nsenter``, started with posix_spawn (vfork + exec): forking
+    this Python process costs more than the command itself, and only a new process can
+    enter another mount namespace.  The command runs in a session of its own (so a
+    timeout or Ctrl-C reaches everything it started) with default signal handling.
+    """
+    if not target.fds:  # the agent's own namespaces
+        argv = ["/bin/sh", "-c", command]
+    else:
+        argv = [NSENTER, f"--target={target.pid}", "--net", "--uts", "--mount", "--wd=/",
+                "--", "/bin/sh", "-c", command]
+    return os.posix_spawn(
+        argv[0], argv, COMMAND_ENV,
+        file_actions=[(os.POSIX_SPAWN_DUP2, fd, number) for number, fd in enumerate(stdio)],
+        setsid=True, setsigdef=RESET_SIGNALS,
+    )
 
 
 def spawn(target: Target, argv: list[str], stdio: tuple[int, int, int]) -> int:
@@ -471,8 +496,7 @@ class Server:
             writers.append(writer)
         t0, started = time.monotonic(), time.time()
         try:
-            pid = spawn(target, ["/bin/sh", "-c", command],
-                        (null, writers[0].fileno(), writers[1].fileno()))
+            pid = spawn_command(target, command, (null, writers[0].fileno(), writers[1].fileno()))
         finally:
             os.close(null)
             for writer in writers:
@@ -661,6 +685,7 @@ def become_lab_init(config: dict[str, Any], handshake: Any) -> int:
     lab = Lab(topo, encapsulation, config["mapping"])
     lab.build()
     listener = socket.socket(fileno=config["listen_fd"])
+    listener.set_inheritable(False)  # commands must not hold the lab's socket open
     handshake.write("ready " + json.dumps(lab.inventory()) + "\n")
     handshake.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
