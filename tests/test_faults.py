@@ -256,8 +256,8 @@ def _kill_while_the_transcript_is_written(project: Project) -> None:
     build = subprocess.Popen([STRACE, *SLOW_FSYNC, *project.command()], cwd=project.root,
                              env=project.env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
-    writing = wait_until(lambda: any(p.name.endswith(".tmp")
-                                     for p in project.transcripts.iterdir()), 60)
+    # Wherever labkit keeps the file it is writing, its name says which transcript it is.
+    writing = wait_until(lambda: any(project.root.rglob(".01-a.yaml.*.tmp")), 60)
     doomed = project.processes()
     kill_group(build, signal.SIGKILL)
     build.wait()
