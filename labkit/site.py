@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import os
 import shutil
 import signal
@@ -49,9 +50,14 @@ def _die_with_parent() -> None:
 
 def publish(built: Path, site: Path) -> None:
     """Put ``built`` where ``site`` is in one step: readers see the old site or the new one."""
-    if not site.exists():
-        os.rename(built, site)
+    try:
+        os.rename(built, site)  # the first site: there is nothing to swap with
         return
+    except OSError as exc:
+        # There is a site, perhaps one that another build published a moment ago (checking
+        # first and renaming after would race it): swap with it.
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:  # not Linux (a replay): two renames, the old site gone for an instant
@@ -63,8 +69,8 @@ def publish(built: Path, site: Path) -> None:
     at_fdcwd = -100
     if renameat2(at_fdcwd, str(built).encode(), at_fdcwd, str(site).encode(),
                  RENAME_EXCHANGE) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"cannot swap {built} into {site}: {os.strerror(errno)}")
+        code = ctypes.get_errno()
+        raise OSError(code, f"cannot swap {built} into {site}: {os.strerror(code)}")
     shutil.rmtree(built)  # now holds the previous site
 
 

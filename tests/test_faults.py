@@ -3,6 +3,7 @@
 # must come out as a user would trust them to.
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from labproject import (
 )
 
 from labkit import topology
+from labkit.site import publish
 from labkit.transcript import Store
 
 NODE = "calico-ipip-worker2"
@@ -342,3 +344,39 @@ def test_two_builds_of_one_project_at_once_both_succeed(built: Project) -> None:
     assert [p.name for p in built.transcripts.iterdir()] == ["01-a.yaml"]
     assert not [p for p in (built.root / ".labkit").iterdir() if p.name.startswith("site-")]
     assert wait_until(lambda: not built.processes(), GONE_WITHIN)
+
+
+def _publish_at(barrier: Any, built: str, site: str, answers: Any) -> None:
+    barrier.wait()
+    try:
+        publish(Path(built), Path(site))
+        answers.put("")
+    except OSError as exc:
+        answers.put(repr(exc))
+
+
+def test_two_builds_publishing_the_first_site_at_the_same_instant(tmp_path: Path) -> None:
+    """The last step of two builds of a fresh checkout, at the same moment, many times over:
+    real processes and a real filesystem, only the moment is forced (by a barrier)."""
+    context = multiprocessing.get_context("fork")
+    site = tmp_path / "site"
+    for attempt in range(40):
+        shutil.rmtree(site, ignore_errors=True)
+        builds = []
+        for name in ("one", "two"):
+            built = tmp_path / f"site-{name}"
+            built.mkdir()
+            (built / "index.html").write_text(name)
+            builds.append(built)
+        barrier, answers = context.Barrier(2), context.Queue()
+        workers = [context.Process(target=_publish_at, args=(barrier, str(b), str(site), answers))
+                   for b in builds]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        failures = [answer for answer in (answers.get(), answers.get()) if answer]
+        assert not failures, f"attempt {attempt}: {failures}"
+        # One complete site in place, the other gone with the previous one.
+        assert (site / "index.html").read_text() in ("one", "two")
+        assert not any(b.exists() for b in builds)
