@@ -108,7 +108,11 @@ def build_site(args: argparse.Namespace) -> int:
         if code != 0:
             print(f"labkit: the build failed; {args.site}/ is unchanged", file=sys.stderr)
             return code
-        publish(private, root / args.site)
+        try:
+            publish(private, root / args.site)
+        except OSError as exc:  # --site names a file, a folder that is not there...
+            raise LabError(f"cannot put the site at {args.site}: {exc.strerror}; "
+                           "the last site is unchanged") from exc
     finally:
         shutil.rmtree(private, ignore_errors=True)
     print(f"labkit: built {args.site}/ in {time.monotonic() - started:.1f}s", file=sys.stderr)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labproject import ROOT
+from labproject import ROOT, Project
 
 from labkit import topology
 
@@ -123,3 +123,18 @@ def test_a_second_lab_under_the_same_name_is_refused(lab_up: str) -> None:
     assert f"a lab named {lab_up!r} is already up" in done.stderr
     # ... and the first one still answers.
     assert labkit("sh", "--name", lab_up, "calico-ipip-worker2", "--", "true").returncode == 0
+
+
+@pytest.mark.parametrize("where", ["missing-folder/site", "a-file"], ids=["no parent", "a file"])
+def test_a_site_that_cannot_be_put_there_is_one_line_and_exit_1(tmp_path: Path,
+                                                                where: str) -> None:
+    project = Project.create(tmp_path / "project")
+    project.write("01-a.md", "# A\n\nNothing to run.\n")
+    (project.root / "a-file").write_text("not a folder\n")
+    build = project.build("--site", where)
+    assert build.returncode == 1
+    assert "Traceback" not in build.stderr
+    [line] = [m for m in build.messages.splitlines() if m.startswith("labkit: ")]
+    assert line.startswith(f"labkit: cannot put the site at {where}: ")
+    assert (project.root / "a-file").read_text() == "not a folder\n"
+    assert not list((project.root / ".labkit").glob("site-*"))
