@@ -183,7 +183,9 @@ class ChapterRun:
             code = compile(snippet.compiled_source(), snippet.path, "exec")
             with _deadline(snippet.timeout):
                 exec(code, self.namespace)
-        except (Exception, SnippetTimeout) as exc:
+        except KeyboardInterrupt:
+            raise  # Ctrl-C stops the whole build, not just this snippet
+        except BaseException as exc:  # exit() too: it must not end a build as if all went well
             run.error = snippet_error(exc, snippet, [r.snippet for r in self.runs])
         finally:
             self._stop_leftovers(run)

@@ -112,6 +112,21 @@ def test_an_exception_names_the_line_that_raised_it(project: Project) -> None:
     assert "labkit/" not in shown  # nothing from labkit's own files
 
 
+EXITS = {"sys.exit(3)": "SystemExit: 3", "exit()": "SystemExit",
+         "raise SystemExit": "SystemExit", "raise GeneratorExit": "GeneratorExit"}
+
+
+@pytest.mark.parametrize("call", EXITS, ids=list(EXITS))
+def test_a_snippet_that_exits_fails_at_its_line_and_does_not_end_the_build_quietly(
+        project: Project, call: str) -> None:
+    # exit() must not pass for success: the build would publish a site without the chapter.
+    project.write("01-a.md", "# A\n\n" + snippet(
+        f"import sys\nlab.node('{NODE}').sh('true')\n{call}"))
+    assert_one_error(project.build(), f"docs_src/01-a.md:{project.line_of('01-a.md', call)}",
+                     EXITS[call], f"in: {call}")
+    assert not project.site.exists()
+
+
 def test_an_unknown_pod_lists_the_pods_that_exist(project: Project) -> None:
     project.write("01-a.md", "# A\n\n" + snippet("pod = lab.pod('app-nope')"))
     spec = topology.load(project.root / "manifests")
