@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,23 @@ import yaml
 from . import calico
 from .errors import LabError
 
-MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 FILES = ("kind-cluster.yaml", "calico.yaml", "app-deployment.yaml", "replica.yaml")
+
+
+def default_manifests() -> Path:
+    """Where a lab's spec is when nobody says: ``$LABKIT_MANIFESTS``, else the nearest
+    ``manifests/`` at or above the working directory (the project labkit runs in, as
+    git finds its repository), else the one beside labkit's own source."""
+    if os.environ.get("LABKIT_MANIFESTS"):
+        return Path(os.environ["LABKIT_MANIFESTS"])
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "manifests" / FILES[0]).is_file():
+            return folder / "manifests"
+    return Path(__file__).resolve().parent.parent / "manifests"
+
+
+MANIFESTS = default_manifests()
 
 
 class TopologyError(LabError):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,7 @@ def test_a_failing_snippet_fails_at_its_own_line(tmp_path: Path) -> None:
     chapter_dir = tmp_path / "docs_src"
     chapter_dir.mkdir()
     (tmp_path / "conftest.py").write_text((ROOT / "conftest.py").read_text())
+    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")  # the lab this project runs
     (chapter_dir / "99-broken.md").write_text(textwrap.dedent("""\
         # broken
 
