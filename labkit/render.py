@@ -29,6 +29,13 @@ from .snippets import Chapter, lines
 
 MAX_LINES = 200
 """A command's output longer than this is cut on the page (the transcript keeps it all)."""
+MAX_LINE_CHARS = 10_000
+"""A line of output longer than this is cut on the page too."""
+# Pygments' console lexer tries its prompt pattern on every line, in time quadratic in a run
+# of word characters (0.6 s for 10 000 of them, hours for a few million): a terminal with
+# lines that long, or that much text, is shown without highlighting.
+PLAIN_LINE = 4_000
+PLAIN_TOTAL = 100_000
 LABKIT_META = ("normalize", "fresh_lab")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}<>&|#])")
 # What makes a line of prose start a block: a list item, an admonition (!!!), a collapsible
@@ -204,6 +211,16 @@ def console_text(results: list[Result]) -> tuple[str, list[str]]:
                          f"{MAX_LINES} 行，省略了 {len(output) - MAX_LINES} 行；"
                          "完整输出保存在 transcript 中。")
             output = output[:MAX_LINES]
+        wide = [i for i, line in enumerate(output) if len(line.rstrip("\r\n")) > MAX_LINE_CHARS]
+        if wide:
+            left_out = 0
+            for i in wide:
+                body = output[i].rstrip("\r\n")
+                left_out += len(body) - MAX_LINE_CHARS
+                output[i] = body[:MAX_LINE_CHARS] + "…" + output[i][len(body):]
+            notes.append(f"{code_span(result.command)} 的输出有 {len(wide)} 行长于 "
+                         f"{MAX_LINE_CHARS} 个字符，页面上每行只显示前 {MAX_LINE_CHARS} 个，"
+                         f"共省略了 {left_out} 个字符；完整输出保存在 transcript 中。")
         if output and not output[-1].endswith("\n"):
             output[-1] += "\n"
         shown.extend(output)
@@ -215,6 +232,12 @@ def console_text(results: list[Result]) -> tuple[str, list[str]]:
     return "".join(shown), notes
 
 
+def _terminal(text: str, indent: str) -> str:
+    """A terminal's text in a fence: ``console`` (prompts highlighted) unless too wide to lex."""
+    plain = len(text) > PLAIN_TOTAL or any(len(line) > PLAIN_LINE for line in lines(text))
+    return fence(text, "text" if plain else "console", indent)
+
+
 def _console_blocks(blocks: list[Block], indent: str) -> str:
     """Consecutive commands in one place share one terminal; each background command has its
     own, as it would in a second terminal window."""
@@ -224,7 +247,7 @@ def _console_blocks(blocks: list[Block], indent: str) -> str:
     def flush() -> None:
         if pending:
             text, notes = console_text(pending)
-            out.append(fence(text, "console", indent) + "\n")
+            out.append(_terminal(text, indent) + "\n")
             out.extend(f"{indent}<small>{n}</small>\n\n" for n in notes)
             pending.clear()
 
@@ -240,7 +263,7 @@ def _console_blocks(blocks: list[Block], indent: str) -> str:
             out.append(f"{indent}<small>{note.format(signal=bg.signal)}</small>\n\n")
             if bg.result is not None:
                 text, notes = console_text([bg.result])
-                out.append(fence(text, "console", indent) + "\n")
+                out.append(_terminal(text, indent) + "\n")
                 out.extend(f"{indent}<small>{n}</small>\n\n" for n in notes)
         elif block.kind == "group":
             flush()

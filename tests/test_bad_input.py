@@ -11,7 +11,7 @@ import pytest
 from labproject import Build, Html, Project
 
 from labkit import topology
-from labkit.render import MAX_LINES
+from labkit.render import MAX_LINE_CHARS, MAX_LINES
 from labkit.transcript import Store
 
 NODE = "calico-ipip-worker2"
@@ -362,3 +362,29 @@ def test_output_over_the_limit_is_cut_with_a_note_and_kept_whole_in_the_transcri
     assert transcript is not None
     [result] = transcript.snippets[0].results()
     assert result.output == "".join(f"{n}\n" for n in range(1, 1235))
+
+
+def test_output_with_very_long_lines_is_cut_and_never_stalls_the_build(project: Project) -> None:
+    # Pygments' console lexer takes time quadratic in a long run of word characters: a
+    # 3 MB line of output once kept a build busy for hours.
+    project.write("01-wide.md", "# Wide\n\n" + snippet(
+        f"node = lab.node('{NODE}')\n"
+        "node.sh(\"head -c 3000000 /dev/zero | tr '\\\\0' x; echo; echo after-the-long-line\")\n"
+        "node.sh(\"for i in $(seq 200); do head -c 3999 /dev/zero | tr '\\\\0' y; echo; done\")\n"
+        "node.sh(\"for i in $(seq 24); do head -c 3999 /dev/zero | tr '\\\\0' z; echo; done\")"))
+    started = time.monotonic()
+    build = project.build(timeout=240)
+    assert build.returncode == 0, build.messages
+    assert time.monotonic() - started < 120
+    page = Html(project.page("01-wide.md"))
+    [shown] = [code for code in page.codes if "\nafter-the-long-line\n" in code]
+    assert "\n" + "x" * MAX_LINE_CHARS + "…\nafter-the-long-line\n" in shown
+    assert (f"的输出有 1 行长于 {MAX_LINE_CHARS} 个字符，页面上每行只显示前 {MAX_LINE_CHARS} 个，"
+            f"共省略了 {3_000_000 - MAX_LINE_CHARS} 个字符；完整输出保存在 transcript 中。") \
+        in page.text
+    assert any(code.count("y" * 3999 + "\n") == 200 for code in page.codes)
+    assert any(code.count("z" * 3999 + "\n") == 24 for code in page.codes)
+    transcript = Store(project.transcripts).load("docs_src/01-wide.md")
+    assert transcript is not None
+    assert transcript.snippets[0].results()[0].output == \
+        "x" * 3_000_000 + "\nafter-the-long-line\n"
