@@ -374,19 +374,38 @@ def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str
     lenient = any(run.error for run in runs)
     by_start = {run.snippet.start: run for run in runs}
     parts = [front_matter(chapter)]
+    boxed = False  # the last thing on the page is one of labkit's tabs or boxes
     for kind, start, end in _prose_pieces(chapter):
-        if kind == "prose":
-            parts.append(render_prose(chapter, start, end, namespace, lenient))
-        elif kind == "literal":
-            parts.append(chapter.text[start:end])
-        else:
+        if kind == "snippet":
             run = by_start.get(start)
             if run is not None and provenance is not None:
-                parts.append(_blank_line_before(parts) + render_snippet(run, provenance, lab_name))
+                shown = render_snippet(run, provenance, lab_name)
+                parts.append(_blank_line_before(parts) + shown)
+                boxed = boxed or bool(shown)
+            continue
+        if kind == "prose":
+            text = render_prose(chapter, start, end, namespace, lenient)
+        else:
+            text = chapter.text[start:end]
+        if boxed:
+            parts.append(_close_box(text))
+        parts.append(text)
+        boxed = boxed and not text.strip(" \t\r\n")
     page = "".join(parts)
     if provenance is not None and runs:
         page = _after_title(page, banner(provenance))
     return page
+
+
+def _close_box(following: str) -> str:
+    """What must come between one of labkit's boxes and the author's text after it.
+
+    A tab's or an admonition's content is its indented lines, so the author's next
+    indented line (an indented code block, say) would be read as part of the box. A line
+    at the margin ends it: an HTML comment, which shows nothing.
+    """
+    first = next((line for line in lines(following) if line.strip(" \t\r\n")), "")
+    return "<!-- -->\n\n" if first[:1] in (" ", "\t") else ""
 
 
 def _blank_line_before(parts: list[str]) -> str:
@@ -395,9 +414,10 @@ def _blank_line_before(parts: list[str]) -> str:
 
 def _after_title(page: str, text: str) -> str:
     match = re.search(r"^# .*\n", page, re.M)
-    if match is None:
-        return text + "\n" + page
-    return page[: match.end()] + "\n" + text + page[match.end():]
+    at = match.end() if match else 0
+    rest = page[at:]
+    return page[:at] + ("\n" if match else "") + text + ("" if match else "\n") + \
+        _close_box(rest) + rest
 
 
 Renderer = Callable[[Chapter, list[SnippetRun], dict[str, Any], Provenance | None, str], str]

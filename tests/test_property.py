@@ -130,29 +130,47 @@ def lines_of(text: str) -> list[str]:
 
 
 FENCE_LINE = re.compile(r"^( *)(`{3,}|~{3,})(.*)$")
+# A tab, a collapsible or an admonition: its content is the lines indented 4 more.
+CONTAINER = re.compile(r'^ *(?:===|\?\?\?\+?|!!!)[ +]')
 
 
 def fences(page: str) -> list[tuple[str, str]]:
-    """(info, body) of every fenced block, at any depth of indentation (tabs, admonitions):
-    the body with the block's own indentation taken off each line."""
+    """(info, body) of every fenced block, in the containers (tabs, admonitions) that
+    Markdown nests them in: the body with the block's own indentation taken off each line.
+
+    Indented 4 or more beyond its container, a fence-like line is an indented code block's
+    text, not a fence (CommonMark 4.4, 4.5).
+    """
     found = []
     lines = lines_of(page)
+    containers = [0]  # where the content of each open container starts
     i = 0
     while i < len(lines):
-        opening = FENCE_LINE.match(lines[i])
-        if opening is None or (opening[2][0] == "`" and "`" in opening[3]):
+        line = lines[i]
+        indent = len(line) - len(line.lstrip(" "))
+        if line.strip(" \t"):
+            while len(containers) > 1 and indent < containers[-1]:
+                containers.pop()
+        relative = indent - containers[-1]
+        if line.strip(" \t") and relative <= 3 and CONTAINER.match(line):
+            containers.append(indent + 4)
             i += 1
             continue
-        indent, marks = len(opening[1]), opening[2]
+        opening = FENCE_LINE.match(line)
+        if (opening is None or relative > 3
+                or (opening[2][0] == "`" and "`" in opening[3])):
+            i += 1
+            continue
+        marks = opening[2]
         body = []
         i += 1
         while i < len(lines):
             line = lines[i]
             stripped = line.lstrip(" ")
-            if (len(line) - len(stripped) < indent + 4 and stripped.startswith(marks)
-                    and not stripped.strip().strip(marks[0])):
+            if (len(line) - len(stripped) < containers[-1] + 4 and stripped.startswith(marks)
+                    and not stripped.strip(" \t").strip(marks[0])):
                 break
-            body.append(line[min(indent, len(line) - len(line.lstrip(" "))):])
+            body.append(line[min(indent, len(line) - len(stripped)):])
             i += 1
         found.append((opening[3].strip(), "\n".join(body)))
         i += 1
@@ -312,3 +330,20 @@ def test_a_value_quoted_in_the_prose_is_text(converter: markdown.Markdown, value
     assert ("Before " + " ".join(value.split()) + " after.").replace("  ", " ") in \
         page.prose.replace("  ", " ")
     assert page.prose.endswith("The end.")
+
+
+def test_the_authors_indented_text_after_a_box_stays_out_of_it(
+        converter: markdown.Markdown) -> None:
+    # Found by the property above: the author's indented code block right after the title
+    # (where the page's banner goes) or after a snippet (its tabs) became part of the box.
+    chapter = parse("# Page\n\n    indented-by-author\n\n```python labkit\nrun()\n```\n\n"
+                    "    also-indented\n\nThe end.\n", PATH)
+    run = SnippetRun(chapter.snippets[0], started=0.0)
+    run.blocks.append(Block("console", result=Result(
+        command="true", target="n", prompt=PROMPT, stdout="", stderr="", output="",
+        rc=0, started=0.0, duration=0.0)))
+    converter.reset()
+    page = Html(converter.convert(render(chapter, [run])))
+    # Each is its own indented code block, as on a page without labkit's boxes.
+    assert "indented-by-author\n" in page.codes
+    assert "also-indented\n" in page.codes
