@@ -101,28 +101,33 @@ def node_names(cluster: str, roles: list[str]) -> list[str]:
     return names
 
 
-def _read(directory: Path, name: str) -> Any:
+def read_manifest(directory: Path, name: str,
+                  error: type[TopologyError] = TopologyError) -> Any:
+    """A manifest's YAML; ``error`` (naming the file, and the line if it can) if it is bad."""
     path = directory / name
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TopologyError(f"{path}: cannot read it ({exc.strerror})") from exc
+        raise error(f"{path}: cannot read it ({exc.strerror})") from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise TopologyError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        raise error(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
 
 
-def _get(doc: Any, path: str, file: str, kind: type = str) -> Any:
+def manifest_field(doc: Any, path: str, file: str, kind: type = str,
+                   error: type[TopologyError] = TopologyError) -> Any:
+    """``doc``'s value at the dotted ``path``, of type ``kind``; ``error`` naming both if not."""
     value = doc
     for key in path.split("."):
         if not isinstance(value, dict) or key not in value:
-            raise TopologyError(f"manifests/{file}: missing `{path}`")
+            raise error(f"manifests/{file}: missing `{path}`")
         value = value[key]
-    if not isinstance(value, kind):
-        raise TopologyError(
+    # YAML's true is an int to isinstance(); a count of `true` replicas is a mistake.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise error(
             f"manifests/{file}: `{path}` should be a {kind.__name__}, not {value!r}"
         )
     return value
@@ -130,15 +135,15 @@ def _get(doc: Any, path: str, file: str, kind: type = str) -> Any:
 
 def load(directory: Path = MANIFESTS) -> Topology:
     """Read and cross-check the manifests; raise :class:`TopologyError` naming the problem."""
-    kind_cfg = _read(directory, "kind-cluster.yaml")
-    calico_cfg = _read(directory, "calico.yaml")
-    deploy = _read(directory, "app-deployment.yaml")
-    replica = _read(directory, "replica.yaml")
+    kind_cfg = read_manifest(directory, "kind-cluster.yaml")
+    calico_cfg = read_manifest(directory, "calico.yaml")
+    deploy = read_manifest(directory, "app-deployment.yaml")
+    replica = read_manifest(directory, "replica.yaml")
 
-    cluster = _get(kind_cfg, "name", "kind-cluster.yaml")
-    subnet = _get(kind_cfg, "networking.podSubnet", "kind-cluster.yaml")
-    kind_nodes = _get(kind_cfg, "nodes", "kind-cluster.yaml", list)
-    roles = [_get(n, "role", "kind-cluster.yaml") for n in kind_nodes]
+    cluster = manifest_field(kind_cfg, "name", "kind-cluster.yaml")
+    subnet = manifest_field(kind_cfg, "networking.podSubnet", "kind-cluster.yaml")
+    kind_nodes = manifest_field(kind_cfg, "nodes", "kind-cluster.yaml", list)
+    roles = [manifest_field(n, "role", "kind-cluster.yaml") for n in kind_nodes]
     images = [n.get("image", "") for n in kind_cfg["nodes"]]
     try:
         pod_net = ipaddress.ip_network(subnet)
@@ -146,7 +151,7 @@ def load(directory: Path = MANIFESTS) -> Topology:
         raise TopologyError(f"manifests/kind-cluster.yaml: bad podSubnet {subnet!r}") from exc
 
     wanted = node_names(cluster, roles)
-    placed = _get(replica, "nodes", "replica.yaml", dict)
+    placed = manifest_field(replica, "nodes", "replica.yaml", dict)
     if sorted(placed) != sorted(wanted):
         raise TopologyError(
             f"manifests/replica.yaml: `nodes` must be exactly kind's node names for "
@@ -154,8 +159,8 @@ def load(directory: Path = MANIFESTS) -> Topology:
         )
     nodes = []
     for name, role, image in zip(wanted, roles, images, strict=True):
-        ip = _get(placed[name], "ip", "replica.yaml")
-        block = _get(placed[name], "block", "replica.yaml")
+        ip = manifest_field(placed[name], "ip", "replica.yaml")
+        block = manifest_field(placed[name], "block", "replica.yaml")
         try:
             in_underlay = ipaddress.ip_address(ip) in ipaddress.ip_network("172.18.0.0/16")
             block_net = ipaddress.ip_network(block)
@@ -172,10 +177,11 @@ def load(directory: Path = MANIFESTS) -> Topology:
         nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=block))
 
     namespace = deploy.get("metadata", {}).get("namespace", "default")
-    replicas = _get(deploy, "spec.replicas", "app-deployment.yaml", int)
-    labels = _get(deploy, "spec.template.metadata.labels", "app-deployment.yaml", dict)
-    containers = _get(deploy, "spec.template.spec.containers", "app-deployment.yaml", list)
-    listed = _get(replica, "pods", "replica.yaml", list)
+    app = "app-deployment.yaml"
+    replicas = manifest_field(deploy, "spec.replicas", app, int)
+    labels = manifest_field(deploy, "spec.template.metadata.labels", app, dict)
+    containers = manifest_field(deploy, "spec.template.spec.containers", app, list)
+    listed = manifest_field(replica, "pods", "replica.yaml", list)
     if len(listed) != replicas:
         raise TopologyError(
             f"manifests/replica.yaml: lists {len(listed)} pods but the Deployment in "
@@ -184,8 +190,8 @@ def load(directory: Path = MANIFESTS) -> Topology:
     next_free = {n.name: iter(calico.block_addresses(n.block)[1:]) for n in nodes}
     pods = []
     for entry in listed:
-        name = _get(entry, "name", "replica.yaml")
-        node = _get(entry, "node", "replica.yaml")
+        name = manifest_field(entry, "name", "replica.yaml")
+        node = manifest_field(entry, "node", "replica.yaml")
         if node not in next_free:
             raise TopologyError(
                 f"manifests/replica.yaml: pod {name} is on {node!r}, which is not a node "
@@ -204,7 +210,7 @@ def load(directory: Path = MANIFESTS) -> Topology:
     if len({p.name for p in pods}) != len(pods):
         raise TopologyError("manifests/replica.yaml: two pods share a name")
 
-    pool = _get(calico_cfg, "pool", "calico.yaml", dict)
+    pool = manifest_field(calico_cfg, "pool", "calico.yaml", dict)
     digest = hashlib.sha256()
     for name in FILES:
         if name == "calico.yaml":
@@ -218,9 +224,9 @@ def load(directory: Path = MANIFESTS) -> Topology:
     return Topology(
         cluster=cluster,
         pod_subnet=subnet,
-        calico_version=_get(calico_cfg, "version", "calico.yaml"),
-        ipip_mode=_get(pool, "ipipMode", "calico.yaml"),
-        vxlan_mode=_get(pool, "vxlanMode", "calico.yaml"),
+        calico_version=manifest_field(calico_cfg, "version", "calico.yaml"),
+        ipip_mode=manifest_field(pool, "ipipMode", "calico.yaml"),
+        vxlan_mode=manifest_field(pool, "vxlanMode", "calico.yaml"),
         nodes=tuple(nodes),
         pods=tuple(pods),
         fingerprint=digest.hexdigest(),

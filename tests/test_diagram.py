@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-import html.parser
 import json
 from pathlib import Path
 from typing import Any
 
 import markdown
 import pytest
+from svgtext import visible
 
 from labkit import Lab
 from labkit.node_diagram import (
@@ -54,36 +54,6 @@ def replay(data: dict[str, Any]) -> tuple[Lab, Replayer]:
 def two_nodes() -> Diagram:
     lab, _ = replay(sample())
     return diagram(lab, NODES)
-
-
-class Visible(html.parser.HTMLParser):
-    """The text of each SVG <text> element, and every element name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
-        self.tags: list[str] = []
-        self._depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        if tag == "text":
-            self._depth += 1
-            self.texts.append("")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "text":
-            self._depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._depth:
-            self.texts[-1] += data
-
-
-def visible(fragment: str) -> Visible:
-    parser = Visible()
-    parser.feed(fragment)
-    return parser
 
 
 def shown(figure: Diagram) -> str:

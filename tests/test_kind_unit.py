@@ -176,7 +176,7 @@ def test_the_kind_lab_refuses_an_unpinned_manifest_and_says_how_to_pin_it(
         download.get(settings.load().manifest, fetch=web, directory=tmp_path)
     first_line = str(caught.value).splitlines()[0]
     assert "not pinned" in first_line and "manifest.sha256" in first_line
-    assert "python -m labkit.kind pin" in caught.value.hint
+    assert "labkit pin" in caught.value.hint
     assert web.calls == []
 
 
@@ -763,7 +763,7 @@ def test_a_node_block_without_calicos_affinities() -> None:
 
 
 def test_the_client_is_only_imported_by_the_kind_lab() -> None:
-    code = ("import sys, labkit, labkit.kind.backend, labkit.kind.__main__; "
+    code = ("import sys, labkit, labkit.cli, labkit.kind.backend; "
             "print(any(m == 'kubernetes' or m.startswith('kubernetes.') for m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent)

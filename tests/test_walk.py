@@ -4,13 +4,13 @@ replaying them runs :func:`labkit.packet_walk.walk` against exactly what the lab
 
 from __future__ import annotations
 
-import html.parser
 import json
 from pathlib import Path
 from typing import Any
 
 import markdown
 import pytest
+from svgtext import visible
 
 from labkit import CommandFailed, Lab, LabError
 from labkit.packet_walk import (
@@ -74,36 +74,6 @@ def vxlan() -> PacketWalk:
 @pytest.fixture(scope="module")
 def ipip() -> PacketWalk:
     return walk_from("walk-cross-node-ipip.json", "calico-ipip-worker2", "calico-ipip-worker", 2)
-
-
-class Visible(html.parser.HTMLParser):
-    """The text of each SVG <text> element, and every element name, of an HTML fragment."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
-        self.tags: list[str] = []
-        self._depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        if tag == "text":
-            self._depth += 1
-            self.texts.append("")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "text":
-            self._depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._depth:
-            self.texts[-1] += data
-
-
-def visible(fragment: str) -> Visible:
-    parser = Visible()
-    parser.feed(fragment)
-    return parser
 
 
 def page(text: str) -> str:

@@ -4,6 +4,7 @@ docker and the ``kubernetes`` client (the ``kind`` extra).
 
 Nothing here imports ``kubernetes`` at import time; :func:`labkit.open_lab`
 with ``"kind"`` imports :mod:`.backend`, whose functions import the client
-when they run.  ``python -m labkit.kind`` pins the Calico manifest and
-reports, starts or deletes the cluster.
+when they run.  The ``labkit`` command drives it: ``labkit pin``, ``labkit up --lab
+kind``, ``labkit status --lab kind`` (which says why it cannot run here, if it
+cannot), ``labkit down --lab kind``.
 """

@@ -452,7 +452,7 @@ def install_calicoctl(settings: Settings, progress: Progress) -> str:
     pinned = settings.calicoctl.get(arch)
     if pinned is None or pinned.sha256 is None:
         progress(f"calicoctl not installed: manifests/calico.yaml pins no calicoctl for {arch} "
-                 "(`python -m labkit.kind pin calicoctl` does)")
+                 "(`labkit pin calicoctl` does)")
         return "not installed (not pinned)"
     data = download.get(pinned, progress=progress)
     path = download.cached_path(pinned)

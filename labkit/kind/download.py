@@ -29,7 +29,7 @@ Fetch = Callable[[str, float], bytes]
 
 TIMEOUT = 60.0
 PIN_HINT = (
-    "on a machine with network access run `python -m labkit.kind pin` (it downloads the file, "
+    "on a machine with network access run `labkit pin` (it downloads the file, "
     "shows its sha256 and writes it into manifests/calico.yaml), check the hash against a "
     "second source, and commit it"
 )
@@ -100,7 +100,7 @@ def get(download: Download, *, fetch: Fetch = fetch_url, directory: Path | None 
             f"{download.name} from {download.url} has sha256 {digest}, but manifests/calico.yaml "
             f"pins {download.sha256} (`{download.key}`): the file changed upstream or was "
             "tampered with, so it was not used",
-            hint="if the new file is trusted, pin it again with `python -m labkit.kind pin`",
+            hint="if the new file is trusted, pin it again with `labkit pin`",
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so a crash never leaves a truncated file under the final name.

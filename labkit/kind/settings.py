@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..topology import MANIFESTS, TopologyError, node_names
+from ..topology import MANIFESTS, TopologyError, manifest_field, node_names, read_manifest
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MODES = ("Always", "CrossSubnet", "Never")
@@ -35,7 +35,7 @@ class Download:
     """What it is, in the words of the messages (``the Calico manifest``)."""
     url: str
     sha256: str | None
-    """Lowercase hex; ``None`` until someone pins it (``python -m labkit.kind pin``)."""
+    """Lowercase hex; ``None`` until someone pins it (``labkit pin``)."""
     key: str
     """Where the pin lives in ``manifests/calico.yaml`` (``manifest.sha256``)."""
 
@@ -94,25 +94,11 @@ class Settings:
 
 
 def _read(directory: Path, name: str) -> Any:
-    path = directory / name
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read it ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML ({exc})") from exc
+    return read_manifest(directory, name, SettingsError)
 
 
 def _get(doc: Any, path: str, file: str, kind: type = str) -> Any:
-    value = doc
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise SettingsError(f"manifests/{file}: missing `{path}`")
-        value = value[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SettingsError(
-            f"manifests/{file}: `{path}` should be a {kind.__name__}, not {value!r}")
-    return value
+    return manifest_field(doc, path, file, kind, SettingsError)
 
 
 def _pin(value: Any, key: str) -> str | None:
