@@ -243,7 +243,7 @@ def build(options: Options) -> list[Page]:
     """Build every chapter into a :class:`Page`; raise LabError on the first failure."""
     if options.mode not in MODES:
         raise LabError(f"unknown build mode {options.mode!r}: choose {', '.join(MODES)}")
-    store = Store(options.transcripts)
+    store = Store(options.transcripts, scratch=options.state / "tmp")
     runs = Runs(options.state)
     manifests = topology.load(options.manifests).fingerprint
     code = code_fingerprint()
@@ -332,6 +332,8 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
     provenance = Provenance(inventory["info"], "live", started)
     markdown = render_chapter(chapter, run.runs, run.namespace, provenance, options.lab)
     if errors:  # a failed chapter must not replace the last good recording
+        for error in errors:
+            options.log(f"labkit: error (shown on its page, --keep-going): {error}")
         options.log(f"labkit: {chapter.path}: {len(errors)} snippet(s) failed; "
                     "its transcript is left as it was")
     else:

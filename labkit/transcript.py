@@ -268,8 +268,12 @@ def loads(text: str, path: Path) -> Transcript:
 class Store:
     """The transcripts of one chapter directory (``docs_src/transcripts/``)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, scratch: Path | None = None) -> None:
         self.directory = directory
+        self.scratch = scratch
+        """Where a transcript is written before it is renamed into place (the build's private
+        state, on the same filesystem): a build killed mid-write leaves its half-written file
+        there, never among the transcripts an author commits."""
 
     def path_for(self, chapter: str) -> Path:
         return self.directory / (Path(chapter).stem + ".yaml")
@@ -292,8 +296,10 @@ class Store:
         self.clean()
         text = dumps(transcript)
         # The pid in the name lets a later build tell the leftovers of a killed one.
+        folder = self.scratch or path.parent
+        folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                                   dir=path.parent)
+                                   dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -312,7 +318,8 @@ class Store:
     def clean(self) -> list[Path]:
         """Remove temporary files that a killed build left behind; return them."""
         removed = []
-        for leftover in self.directory.glob(".*.tmp"):
+        folders = [self.directory, *([self.scratch] if self.scratch else [])]
+        for leftover in (p for folder in folders for p in folder.glob(".*.tmp")):
             parts = leftover.name.split(".")
             pid = parts[-3] if len(parts) >= 4 else ""
             if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():

@@ -234,9 +234,6 @@ def test_keep_going_shows_the_error_on_its_page_and_runs_the_rest(project: Proje
     assert project.transcript("01-a.md").read_bytes() == recorded
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "labkit/build.py logs only '<chapter>: N snippet(s) failed' for a --keep-going build; "
-    "proposed diff (log each error) in the issue 7 report"))
 def test_keep_going_names_each_failure_in_the_terminal(project: Project) -> None:
     project.write("01-a.md", "# A\n\n" + snippet(f"lab.node('{NODE}').sh('ls /no/such/dir')"))
     build = project.build("--keep-going")

@@ -290,10 +290,6 @@ def test_sigkill_while_the_transcript_is_written_keeps_the_old_one(built: Projec
 
 @pytest.mark.skipif(STRACE is None, reason="strace is needed to stretch fsync() long enough "
                                            "to SIGKILL a build mid-write (apt-get install strace)")
-@pytest.mark.xfail(strict=True, reason=(
-    "labkit/transcript.py writes its temporary file inside docs_src/transcripts/, where a "
-    "SIGKILL leaves it (untracked, not git-ignored) until a later build saves a transcript; "
-    "proposed fix (temporary files in .labkit/) in the issue 7 report"))
 def test_sigkill_while_the_transcript_is_written_leaves_no_temporary_file(
         built: Project) -> None:
     _kill_while_the_transcript_is_written(built)
