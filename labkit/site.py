@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import logging
 import errno
 import os
 import shutil
@@ -88,6 +89,41 @@ def build_env(args: argparse.Namespace) -> dict[str, str]:
                 LABKIT_KEEP_GOING="1" if args.keep_going else "", **QUIET_BANNERS)
 
 
+def _mkdocs_build(root: Path, site_dir: Path, env: dict[str, str]) -> bool:
+    """``mkdocs build --strict`` in this process (as its CLI does it): a second interpreter
+    importing mkdocs, Material and labkit again would cost more than a cached rebuild."""
+    os.environ.update(env)  # before Material is imported: it reads NO_MKDOCS_2_WARNING then
+    os.chdir(root)
+    from mkdocs import config, exceptions
+    from mkdocs.commands import build
+
+    # mkdocs' own log format ("WARNING -  ..."), as its CLI prints it when not on a terminal.
+    log = logging.getLogger("mkdocs")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-8s-  %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+    try:
+        cfg = config.load_config(config_file=str(root / "mkdocs.yml"), site_dir=str(site_dir),
+                                 strict=True)
+        cfg.plugins.on_startup(command="build", dirty=False)
+        try:
+            build.build(cfg)
+        finally:
+            cfg.plugins.on_shutdown()
+    except exceptions.Abort as exc:  # mkdocs has already logged why
+        print(f"mkdocs: {exc}", file=sys.stderr)
+        return False
+    except exceptions.ConfigurationError as exc:
+        print(f"mkdocs: {exc}", file=sys.stderr)
+        return False
+    finally:
+        log.removeHandler(handler)
+    return True
+
+
 def build_site(args: argparse.Namespace) -> int:
     """Run mkdocs (whose gen-files script runs the chapters) into a private folder, then publish."""
     _die_with_parent()
@@ -103,11 +139,9 @@ def build_site(args: argparse.Namespace) -> int:
     private = state / f"site-{os.getpid()}"
     started = time.monotonic()
     try:
-        code = subprocess.call([*mkdocs, "build", "--strict", "--site-dir", str(private)],
-                               cwd=root, env=env, preexec_fn=_die_with_parent)
-        if code != 0:
+        if not _mkdocs_build(root, private, env):
             print(f"labkit: the build failed; {args.site}/ is unchanged", file=sys.stderr)
-            return code
+            return 1
         try:
             publish(private, root / args.site)
         except OSError as exc:  # --site names a file, a folder that is not there...
