@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import logging
 import errno
+import logging
 import os
 import shutil
 import signal
