@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -418,6 +418,3 @@ def _after_title(page: str, text: str) -> str:
     rest = page[at:]
     return page[:at] + ("\n" if match else "") + text + ("" if match else "\n") + \
         _close_box(rest) + rest
-
-
-Renderer = Callable[[Chapter, list[SnippetRun], dict[str, Any], Provenance | None, str], str]

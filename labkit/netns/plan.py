@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from .. import calico
 from ..topology import Topology
 
-HOST = ""  # the agent's own namespace: docker's side of the `kind` network
-
 
 @dataclass
 class Batch:
