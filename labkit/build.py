@@ -34,7 +34,7 @@ from .errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from .execute import ChapterRun, SnippetRun
 from .lab import Lab
 from .recording import Recorder, Replayer
-from .render import Provenance, fence, render_chapter
+from .render import Provenance, after_title, fence, render_chapter
 from .transcript import SnippetRecord, Store, Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -367,17 +367,9 @@ def _unreplayable(chapter: snippets.Chapter, options: Options, problem: Transcri
     notice = ('!!! failure "本章的输出无法回放"\n\n'
               "    这次构建没有启动实验室，而本章没有可用的 transcript，"
               "所以页面上没有任何终端输出：\n\n" + fence(str(problem), "text", "    ") + "\n")
-    markdown = _after_heading(body, notice)
+    markdown = after_title(body, notice)
     return Page(chapter.path, Path(chapter.path).name, markdown, "failed", [
         r.error for r in failed if r.error])
-
-
-def _after_heading(page: str, text: str) -> str:
-    lines = page.splitlines(keepends=True)
-    for index, line in enumerate(lines):
-        if line.startswith("# "):
-            return "".join([*lines[: index + 1], "\n", text, *lines[index + 1:]])
-    return text + page
 
 
 def options_from_env() -> Options:

@@ -393,7 +393,7 @@ def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str
         boxed = boxed and not text.strip(" \t\r\n")
     page = "".join(parts)
     if provenance is not None and runs:
-        page = _after_title(page, banner(provenance))
+        page = after_title(page, banner(provenance))
     return page
 
 
@@ -412,7 +412,8 @@ def _blank_line_before(parts: list[str]) -> str:
     return "" if not parts or parts[-1].endswith("\n\n") or not parts[-1] else "\n"
 
 
-def _after_title(page: str, text: str) -> str:
+def after_title(page: str, text: str) -> str:
+    """``text`` (a box) right under the page's first heading, closed off from what follows."""
     match = re.search(r"^# .*\n", page, re.M)
     at = match.end() if match else 0
     rest = page[at:]
