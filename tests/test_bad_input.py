@@ -127,35 +127,24 @@ def test_a_snippet_that_exits_fails_at_its_line_and_does_not_end_the_build_quiet
     assert not project.site.exists()
 
 
-def test_an_unknown_pod_lists_the_pods_that_exist(project: Project) -> None:
-    project.write("01-a.md", "# A\n\n" + snippet("pod = lab.pod('app-nope')"))
+@pytest.mark.parametrize(("code", "name", "listed"), [
+    ("pod = lab.pod('app-nope')", "app-nope", "pods"),
+    ("x = 1\nlab.sh('worker9', 'ip route')", "worker9", "nodes and pods"),
+    ("print('before')\npods = lab.select(node='calico-ipip-worker3', app='app')",
+     "calico-ipip-worker3", "nodes"),
+], ids=["pod", "target", "node"])
+def test_an_unknown_name_lists_the_names_that_exist(project: Project, code: str, name: str,
+                                                    listed: str) -> None:
+    project.write("01-a.md", "# A\n\n" + snippet(code))
     spec = topology.load(project.root / "manifests")
     shown = assert_one_error(project.build(),
-                             f"docs_src/01-a.md:{project.line_of('01-a.md', 'app-nope')}",
-                             "no node or pod named 'app-nope'")
-    for pod in spec.pods:
-        assert pod.name in shown
-
-
-def test_an_unknown_target_lists_every_node_and_pod(project: Project) -> None:
-    project.write("01-a.md", "# A\n\n" + snippet("x = 1\nlab.sh('worker9', 'ip route')"))
-    spec = topology.load(project.root / "manifests")
-    shown = assert_one_error(project.build(),
-                             f"docs_src/01-a.md:{project.line_of('01-a.md', 'worker9')}",
-                             "no node or pod named 'worker9'")
-    for name in [n.name for n in spec.nodes] + [p.name for p in spec.pods]:
-        assert name in shown
-
-
-def test_an_unknown_node_lists_the_nodes(project: Project) -> None:
-    project.write("01-a.md", "# A\n\n" + snippet(
-        "print('before')\npods = lab.select(node='calico-ipip-worker3', app='app')"))
-    spec = topology.load(project.root / "manifests")
-    shown = assert_one_error(project.build(),
-                             f"docs_src/01-a.md:{project.line_of('01-a.md', 'worker3')}",
-                             "no node or pod named 'calico-ipip-worker3'")
-    for node in spec.nodes:
-        assert node.name in shown
+                             f"docs_src/01-a.md:{project.line_of('01-a.md', name)}",
+                             f"no node or pod named {name!r}")
+    names = {"pods": [p.name for p in spec.pods], "nodes": [n.name for n in spec.nodes]}
+    for kind in ("pods", "nodes"):
+        for existing in names[kind]:
+            # Each error lists exactly the kind of thing that was asked for.
+            assert (existing in shown) == (kind in listed), (existing, shown)
 
 
 def test_a_failing_command_shows_the_command_its_status_and_stderr(project: Project) -> None:
