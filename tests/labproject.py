@@ -179,13 +179,15 @@ def processes_running(needle: bytes) -> set[int]:
 
 
 def host_network() -> dict[str, Any]:
-    """What a lab must never change on the host: its links and its named namespaces."""
+    """What a lab must never change on the host: its links, routes and named namespaces."""
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
                            check=True)
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True, check=True)
     netns = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else None
     return {
         # Names, not ifindex or state: those may change for reasons of their own.
         "links": sorted(line.split(":")[1].strip() for line in links.stdout.splitlines()),
+        "routes": routes.stdout,
         "run_netns": netns,
     }
 

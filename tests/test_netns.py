@@ -8,10 +8,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from labproject import host_network, processes_running, wait_until
 
 import labkit
 from labkit.errors import ToolMissing
@@ -20,40 +20,9 @@ from labkit.netns import launcher
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def host_network() -> dict[str, object]:
-    """What a lab must never change on the host: its links, routes and named namespaces."""
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
-    routes = subprocess.run(["ip", "route"], capture_output=True, text=True, check=True)
-    netns = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else None
-    return {
-        # ifindex and state may change for reasons of their own; names and count may not.
-        "links": sorted(line.split(":")[1].strip() for line in links.stdout.splitlines()),
-        "routes": routes.stdout,
-        "run_netns": netns,
-    }
-
-
 def agents() -> set[int]:
     """Pids of every labkit agent process on the machine (by command line)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"labkit.netns.agent" in cmdline:
-                found.add(int(entry.name))
-    return found
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
+    return processes_running(b"labkit.netns.agent")
 
 
 def test_a_lab_leaves_the_host_network_as_it_was() -> None:
