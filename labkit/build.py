@@ -330,7 +330,7 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
         ) from exc
     errors = [r.error for r in run.runs if r.error]
     provenance = Provenance(inventory["info"], "live", started)
-    markdown = render_chapter(chapter, run.runs, run.namespace, provenance, options.lab)
+    markdown = render_chapter(chapter, run.runs, run.namespace, provenance)
     if errors:  # a failed chapter must not replace the last good recording
         for error in errors:
             options.log(f"labkit: error (shown on its page, --keep-going): {error}")
@@ -350,7 +350,7 @@ def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Option
               how: str) -> Page:
     run = run_replay(chapter, transcript, options.keep_going)
     provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded)
-    markdown = render_chapter(chapter, run.runs, run.namespace, provenance, options.lab)
+    markdown = render_chapter(chapter, run.runs, run.namespace, provenance)
     options.log(f"labkit: {chapter.path}: {how} from {transcript.path}")
     return Page(chapter.path, Path(chapter.path).name, markdown, how,
                 [r.error for r in run.runs if r.error])

@@ -302,7 +302,7 @@ BACKGROUND_NOTE = {
 }
 
 
-def render_snippet(run: SnippetRun, provenance: Provenance, lab_name: str) -> str:
+def render_snippet(run: SnippetRun, provenance: Provenance) -> str:
     snippet = run.snippet
     source = fence(snippet.code, "python", "    ")
     label = _attr(f"Python 源码（{snippet.where}）")
@@ -365,7 +365,7 @@ def front_matter(chapter: Chapter) -> str:
 
 
 def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str, Any],
-                   provenance: Provenance | None, lab_name: str = "") -> str:
+                   provenance: Provenance | None) -> str:
     """The chapter's page as Markdown.
 
     When a snippet failed (a --keep-going build), values it never set show as a marker
@@ -379,7 +379,7 @@ def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str
         if kind == "snippet":
             run = by_start.get(start)
             if run is not None and provenance is not None:
-                shown = render_snippet(run, provenance, lab_name)
+                shown = render_snippet(run, provenance)
                 parts.append(_blank_line_before(parts) + shown)
                 boxed = boxed or bool(shown)
             continue

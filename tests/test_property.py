@@ -194,7 +194,7 @@ def shown_output(result: Result) -> str:
 
 
 def render(chapter: Chapter, runs: list[SnippetRun]) -> str:
-    return render_chapter(chapter, runs, {}, PROVENANCE, "netns")
+    return render_chapter(chapter, runs, {}, PROVENANCE)
 
 
 # -- the properties -------------------------------------------------------------------------
