@@ -17,7 +17,54 @@ IPIP_DEVICE = "tunl0"
 # Felix's route protocol number, shown by `ip route` as `proto 80` in VXLAN mode.
 FELIX_PROTO = 80
 UNDERLAY_MTU = 1500
-MTU = {"IPIP": UNDERLAY_MTU - 20, "VXLAN": UNDERLAY_MTU - 50}
+# Calico's MTU autodetection: the underlay's MTU less the encapsulation's header, if any.
+MTU = {"IPIP": UNDERLAY_MTU - 20, "IPIPCrossSubnet": UNDERLAY_MTU - 20,
+       "VXLAN": UNDERLAY_MTU - 50, "None": UNDERLAY_MTU}
+POOL_MODES = ("Always", "CrossSubnet", "Never")
+
+
+class PoolModeError(ValueError):
+    """An IP pool's ``ipipMode``/``vxlanMode`` pair that Calico (or the replica) rejects."""
+
+
+def encapsulation(ipip_mode: str, vxlan_mode: str) -> str:
+    """What a pool's two settings mean, in the words of Calico's operator (``encapsulation:``).
+
+    ``IPIP``, ``IPIPCrossSubnet``, ``VXLAN`` or ``None`` (plain BGP routing over the
+    node's ``eth0``).  Calico refuses a pool with both IPIP and VXLAN on.
+    """
+    for key, value in (("ipipMode", ipip_mode), ("vxlanMode", vxlan_mode)):
+        if value not in POOL_MODES:
+            raise PoolModeError(f"`{key}: {value}` is not one of {', '.join(POOL_MODES)}")
+    if ipip_mode != "Never" and vxlan_mode != "Never":
+        raise PoolModeError(
+            f"`ipipMode: {ipip_mode}` with `vxlanMode: {vxlan_mode}`: Calico does not allow "
+            "IPIP and VXLAN on the same pool; set one of them to Never"
+        )
+    if vxlan_mode == "CrossSubnet":
+        raise PoolModeError(
+            "`vxlanMode: CrossSubnet` is not built by the netns replica; with every node on "
+            "one subnet it routes as `vxlanMode: Never` does: use that (with `ipipMode: Never`)"
+        )
+    if ipip_mode == "Always":
+        return "IPIP"
+    if ipip_mode == "CrossSubnet":
+        return "IPIPCrossSubnet"
+    if vxlan_mode == "Always":
+        return "VXLAN"
+    return "None"
+
+
+def tunnel_device(encapsulation: str) -> str:
+    """The device Felix creates for the pool's encapsulation; ``""`` when there is none."""
+    if encapsulation.startswith("IPIP"):
+        return IPIP_DEVICE
+    return VXLAN_DEVICE if encapsulation == "VXLAN" else ""
+
+
+def runs_bird(encapsulation: str) -> bool:
+    """Whether Calico's routes between nodes come from BGP: in IPIP and plain BGP pools."""
+    return encapsulation != "VXLAN"
 
 
 def veth_name(namespace: str, pod: str) -> str:

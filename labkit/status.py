@@ -15,6 +15,7 @@ def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
     return {
         "backend": info["backend"],
         "encapsulation": info["encapsulation"],
+        "pool": info.get("pool"),
         "nodes": [{"name": n["name"], "ip": n["ip"], "block": n["block"]}
                   for n in inventory["nodes"]],
         "pods": [{"name": p["name"], "namespace": p["namespace"], "node": p["node"],
@@ -26,18 +27,25 @@ def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
 def status_text(inventory: dict[str, Any]) -> str:
     """The lab as a reader wants to see it: like `kubectl get nodes,pods -o wide`, but labkit's."""
     info = inventory["info"]
+    pool = info.get("pool") or {}
+    mode = "".join(f"  {key}: {pool[key]}" for key in ("ipipMode", "vxlanMode") if key in pool)
     lines = [
         f"lab: {info['backend']}  cluster: {info.get('cluster', '?')}  "
-        f"calico: {info.get('calico', '?')}  encapsulation: {info['encapsulation']}",
+        f"calico: {info.get('calico', '?')}  encapsulation: {info['encapsulation']}{mode}",
         "",
         _table(["NODE", "IP", "BLOCK", "TUNNEL"],
-               [[n["name"], n["ip"], n["block"], f"{n['tunnel_device']} {n['tunnel_ip']}"]
+               [[n["name"], n["ip"], n["block"],
+                 f"{n['tunnel_device']} {n['tunnel_ip']}" if n["tunnel_device"] else "-"]
                 for n in inventory["nodes"]]),
         "",
         _table(["POD", "NAMESPACE", "NODE", "IP", "VETH"],
                [[p["name"], p["namespace"], p["node"], p["ip"], p["veth"]]
                 for p in inventory["pods"]]),
     ]
+    if info.get("bird"):
+        lines += ["", "routing: BIRD in every node (node-to-node BGP mesh, AS 64512)"]
+    if info.get("mode_note"):
+        lines += ["", f"note: {info['mode_note']}"]
     for note in info.get("limitations", []):
         lines += ["", f"note: {note}"]
     missing = info.get("missing_tools") or {}

@@ -86,6 +86,14 @@ class Topology:
     underlay: str = "172.18.0.0/16"
     fingerprint: str = ""
     """sha256 over the manifests' content that shapes the lab (not the kind lab's pins)."""
+    ipip_fallback: str = ""
+    """``replica.yaml``'s ``ipipFallback``: what the replica builds instead of IPIP on a
+    kernel without the ``ipip`` module (``VXLAN``); empty: such a lab fails to start."""
+
+    @property
+    def encapsulation(self) -> str:
+        """What the pool asks for: ``IPIP``, ``IPIPCrossSubnet``, ``VXLAN`` or ``None``."""
+        return calico.encapsulation(self.ipip_mode, self.vxlan_mode)
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
@@ -187,7 +195,23 @@ def load(directory: Path = MANIFESTS) -> Topology:
             f"manifests/replica.yaml: lists {len(listed)} pods but the Deployment in "
             f"manifests/app-deployment.yaml asks for {replicas} replicas"
         )
-    next_free = {n.name: iter(calico.block_addresses(n.block)[1:]) for n in nodes}
+    pool = manifest_field(calico_cfg, "pool", "calico.yaml", dict)
+    ipip_mode = manifest_field(pool, "ipipMode", "calico.yaml")
+    vxlan_mode = manifest_field(pool, "vxlanMode", "calico.yaml")
+    try:
+        mode = calico.encapsulation(ipip_mode, vxlan_mode)
+    except calico.PoolModeError as exc:
+        raise TopologyError(f"manifests/calico.yaml: pool: {exc}") from exc
+    fallback = replica.get("ipipFallback") or ""
+    if fallback not in ("", "VXLAN"):
+        raise TopologyError(
+            f"manifests/replica.yaml: `ipipFallback: {fallback}`: the only mode that can stand "
+            "in for IPIP here is VXLAN (or leave it out: such a lab then fails to start)"
+        )
+    # calico-node takes the block's first address for the tunnel device; with no tunnel
+    # (a plain BGP pool) there is none, and the first pod gets it.
+    first = 1 if calico.tunnel_device(mode) else 0
+    next_free = {n.name: iter(calico.block_addresses(n.block)[first:]) for n in nodes}
     pods = []
     for entry in listed:
         name = manifest_field(entry, "name", "replica.yaml")
@@ -210,7 +234,6 @@ def load(directory: Path = MANIFESTS) -> Topology:
     if len({p.name for p in pods}) != len(pods):
         raise TopologyError("manifests/replica.yaml: two pods share a name")
 
-    pool = manifest_field(calico_cfg, "pool", "calico.yaml", dict)
     digest = hashlib.sha256()
     for name in FILES:
         if name == "calico.yaml":
@@ -225,9 +248,10 @@ def load(directory: Path = MANIFESTS) -> Topology:
         cluster=cluster,
         pod_subnet=subnet,
         calico_version=manifest_field(calico_cfg, "version", "calico.yaml"),
-        ipip_mode=manifest_field(pool, "ipipMode", "calico.yaml"),
-        vxlan_mode=manifest_field(pool, "vxlanMode", "calico.yaml"),
+        ipip_mode=ipip_mode,
+        vxlan_mode=vxlan_mode,
         nodes=tuple(nodes),
         pods=tuple(pods),
         fingerprint=digest.hexdigest(),
+        ipip_fallback=fallback,
     )

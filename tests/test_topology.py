@@ -36,7 +36,7 @@ def test_calico_names() -> None:
     assert calico.veth_name("default", "app-1") == "cali553a67e357d"  # FIDELITY.md's example
     assert len(calico.veth_name("default", "x" * 60)) == 15  # fits IFNAMSIZ
     assert calico.vxlan_mac("calico-ipip-worker2") == "66:3a:4c:40:ca:e7"
-    assert calico.MTU == {"IPIP": 1480, "VXLAN": 1450}
+    assert calico.MTU == {"IPIP": 1480, "IPIPCrossSubnet": 1480, "VXLAN": 1450, "None": 1500}
 
 
 def test_kind_node_names() -> None:
@@ -117,9 +117,18 @@ def test_the_plan_programs_a_node_as_calico_does() -> None:
     fdb = "fdb add 66:20:24:67:fc:16 dev vxlan.calico dst 172.18.0.3 self permanent"
     assert fdb in batch.bridge
     ipip = plan.node(topo, "calico-ipip-worker2", "IPIP", pids, netns)
-    assert "route add 10.244.79.0/26 via 172.18.0.3 dev tunl0 proto bird onlink" in ipip.ip
-    assert "route add blackhole 10.244.244.64/26 proto bird" in ipip.ip
+    # Calico's BIRD fork installs these with krt_tunnel; upstream BIRD cannot, so labkit does,
+    # as Felix does for the routes it owns (proto 80). The blackhole is BIRD's, not the plan's.
+    assert "route add 10.244.79.0/26 via 172.18.0.3 dev tunl0 proto 80 onlink" in ipip.ip
+    assert not any("blackhole" in line for line in ipip.ip)
     assert "link set tunl0 mtu 1480 up" in ipip.ip
+    no_bird = plan.node(topo, "calico-ipip-worker2", "IPIP", pids, netns, bird=False)
+    assert not any("10.244.79.0/26" in line for line in no_bird.ip)
+    # A plain BGP pool: no tunnel, MTU 1500, and every route between nodes is BIRD's.
+    bgp = plan.node(topo, "calico-ipip-worker2", "None", pids, netns)
+    assert not any("tunl0" in line or "vxlan" in line or "blackhole" in line for line in bgp.ip)
+    assert not any(line.startswith("route add 10.244.") and "/26" in line for line in bgp.ip)
+    assert f"link set {pods[0].veth} address ee:ee:ee:ee:ee:ee mtu 1500" in bgp.ip
 
 
 def test_the_plan_programs_a_pod_as_the_cni_plugin_does() -> None:

@@ -17,6 +17,7 @@ from .settings import Settings
 
 Obj = dict[str, Any]
 TUNNEL_ANNOTATION = {"IPIP": "projectcalico.org/IPv4IPIPTunnelAddr",
+                     "IPIPCrossSubnet": "projectcalico.org/IPv4IPIPTunnelAddr",
                      "VXLAN": "projectcalico.org/IPv4VXLANTunnelAddr"}
 # `ip -o link` on a node: "12: cali1a2b3c4d5e6@if3: <...> ... link-netns cni-4f0c..."
 # (`link-netnsid 0` instead means `ip` could not name the namespace: left unknown.)
@@ -48,7 +49,10 @@ def encapsulation(pool: Obj | None, settings: Settings) -> str:
     spec = (pool or {}).get("spec") or {}
     ipip = spec.get("ipipMode", settings.ipip_mode)
     vxlan = spec.get("vxlanMode", settings.vxlan_mode)
-    return "VXLAN" if ipip == "Never" and vxlan != "Never" else "IPIP"
+    try:
+        return calico.encapsulation(ipip, vxlan)
+    except calico.PoolModeError:
+        return "IPIP" if ipip != "Never" else "VXLAN"
 
 
 def node_block(name: str, tunnel_ip: str, affinities: list[Obj], block_size: int) -> str:
@@ -97,13 +101,13 @@ def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: 
     to pod netns names (see :func:`link_netns`).
     """
     mode = encapsulation(pool, settings)
-    device = calico.IPIP_DEVICE if mode == "IPIP" else calico.VXLAN_DEVICE
+    device = calico.tunnel_device(mode)
     node_rows = []
     for node in sorted(nodes, key=lambda n: (role(n) != "control-plane",
                                              n["metadata"]["name"])):
         name = node["metadata"]["name"]
         annotations = node["metadata"].get("annotations", {}) or {}
-        tunnel_ip = str(annotations.get(TUNNEL_ANNOTATION[mode], ""))
+        tunnel_ip = str(annotations.get(TUNNEL_ANNOTATION.get(mode, ""), ""))
         node_rows.append({
             "name": name, "role": role(node), "ip": internal_ip(node),
             "block": node_block(name, tunnel_ip, affinities, settings.block_size),

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .. import calico
 from ..topology import MANIFESTS, TopologyError, manifest_field, node_names, read_manifest
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -67,8 +68,8 @@ class Settings:
 
     @property
     def encapsulation(self) -> str:
-        """``IPIP`` unless the pool turns IPIP off and VXLAN on."""
-        return "VXLAN" if self.ipip_mode == "Never" and self.vxlan_mode != "Never" else "IPIP"
+        """``IPIP``, ``IPIPCrossSubnet``, ``VXLAN`` or ``None``, as Calico's operator says it."""
+        return calico.encapsulation(self.ipip_mode, self.vxlan_mode)
 
     @property
     def namespace(self) -> str:

@@ -15,6 +15,7 @@ PID 1 exits, however it exits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import selectors
@@ -34,7 +35,7 @@ from typing import Any
 from .. import calico
 from ..result import decode
 from ..topology import Topology, load
-from . import linux, plan, protocol
+from . import bird, linux, plan, protocol
 
 ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -53,6 +54,9 @@ RECORD_MAX = 4 << 20
 STDBUF = "/usr/libexec/coreutils/libstdbuf.so"
 # After a command exits, how long to keep reading output that a child it left behind writes.
 DRAIN_GRACE = 0.2
+# How long BIRD gets to bring every session up and install every route (a few seconds here:
+# `connect delay time 2`, then one scan of the kernel table).
+BIRD_TIMEOUT = 30.0
 NS_FLAGS = linux.CLONE_NEWNET | linux.CLONE_NEWUTS | linux.CLONE_NEWNS
 MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
@@ -251,10 +255,14 @@ def write_sysctls(values: dict[str, str]) -> None:
 class Lab:
     """The running replica: its targets and the commands running in them."""
 
-    def __init__(self, topo: Topology, encapsulation: str, mapping: str) -> None:
+    def __init__(self, topo: Topology, encapsulation: str, mapping: str,
+                 bird: bool = True, note: str = "") -> None:
         self.topo = topo
         self.encapsulation = encapsulation
         self.mapping = mapping
+        self.bird = bird and calico.runs_bird(encapsulation)
+        """Whether every node runs BIRD (IPIP and plain BGP pools, unless told not to)."""
+        self.note = note
         self.host = Target("host", "host", os.getpid(), ())
         self.targets: dict[str, Target] = {}
         self.netns: dict[str, str] = {}
@@ -324,17 +332,82 @@ class Lab:
         self.apply(self.host, plan.underlay(topo, pids))
         for node in topo.nodes:
             self.apply(self.targets[node.name],
-                       plan.node(topo, node.name, self.encapsulation, pids, self.netns))
+                       plan.node(topo, node.name, self.encapsulation, pids, self.netns,
+                                 bird=self.bird))
         for pod in topo.pods:
             self.apply(self.targets[pod.name], plan.pod(topo, pod.name, self.encapsulation))
 
+    # -- BIRD -----------------------------------------------------------------------------
+
+    def start_bird(self, timeout: float = BIRD_TIMEOUT) -> None:
+        """Start BIRD in every node, as calico-node does, and wait until BGP has converged.
+
+        Each node gets its own /var/run/calico (a tmpfs in its mount namespace) with
+        confd's configuration, BIRD's socket and its log.  Ready means: every mesh
+        session Established and every other node's block routed; otherwise a
+        :class:`SetupError` names the first node and session that is not there yet.
+        """
+        if not self.bird:
+            return
+        try:
+            which("bird")
+            client = which("birdc")
+        except SetupError as exc:
+            raise SetupError(
+                f"{exc}: a pool with ipipMode {self.topo.ipip_mode} and vxlanMode "
+                f"{self.topo.vxlan_mode} routes with BGP, and the replica runs BIRD for it "
+                f"(Debian/Ubuntu package `{bird.PACKAGE}`)"
+            ) from None
+        Path(bird.RUN_DIR).mkdir(parents=True, exist_ok=True)  # the mount point, in /run
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for node in self.topo.nodes:
+                target = self.targets[node.name]
+                files = bird.config_files(self.topo, node.name, self.encapsulation)
+                in_namespace(target, functools.partial(_bird_home, files))
+                spawn_command(target, bird.DAEMON, (null, null, null))
+        finally:
+            os.close(null)
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = self._bird_missing(client)
+            if missing is None:
+                return
+            if time.monotonic() > deadline:
+                where, what = missing
+                raise SetupError(
+                    f"BGP did not converge within {timeout:.0f} s: on {where}, {what} "
+                    f"(its BIRD log: {bird.LOG} in that node)"
+                )
+            time.sleep(0.2)
+
+    def _bird_missing(self, client: str) -> tuple[str, str] | None:
+        for node in self.topo.nodes:
+            target = self.targets[node.name]
+            answers = []
+            for argv in ([client, "-s", bird.SOCKET, "show protocols"],
+                         [client, "-s", bird.SOCKET, "show route"],
+                         [which("ip"), "-4", "route"]):
+                rc, text = call(target, argv)
+                if rc != 0:
+                    return node.name, f"`{' '.join(argv[1:])}` failed: {text.strip()}"
+                answers.append(text)
+            missing = bird.not_converged(self.topo, node.name, answers[0], answers[1],
+                                         answers[2], self.encapsulation)
+            if missing:
+                return node.name, missing
+        return None
+
     def inventory(self) -> dict[str, Any]:
         topo = self.topo
-        tunnel = calico.IPIP_DEVICE if self.encapsulation == "IPIP" else calico.VXLAN_DEVICE
+        tunnel = calico.tunnel_device(self.encapsulation)
         return {
             "info": {
                 "backend": "netns",
                 "encapsulation": self.encapsulation,
+                "pool": {"ipipMode": topo.ipip_mode, "vxlanMode": topo.vxlan_mode},
+                "bird": self.bird,
+                **({"mode_note": self.note} if self.note else {}),
                 "cluster": topo.cluster,
                 "calico": topo.calico_version,
                 "kernel": os.uname().release,
@@ -344,7 +417,8 @@ class Lab:
             "nodes": [
                 {
                     "name": n.name, "role": n.role, "ip": n.ip, "block": n.block,
-                    "hostname": n.name, "tunnel_device": tunnel, "tunnel_ip": n.tunnel_ip,
+                    "hostname": n.name, "tunnel_device": tunnel,
+                    "tunnel_ip": n.tunnel_ip if tunnel else "",
                     "prompt": self.targets[n.name].prompt,
                 }
                 for n in topo.nodes
@@ -360,15 +434,49 @@ class Lab:
         }
 
 
-def probe_encapsulation(host: Target, topo: Topology) -> str:
-    """IPIP as the seed's pool asks, if this kernel can; else Calico's VXLAN mode."""
-    if topo.ipip_mode == "Never" and topo.vxlan_mode != "Never":
-        return "VXLAN"
+def _bird_home(files: dict[str, str]) -> None:
+    """In a node: its own /var/run/calico, holding confd's files for its BIRD."""
+    linux.mount("tmpfs", bird.RUN_DIR, "tmpfs", MOUNT_FLAGS, "mode=755")
+    config = Path(bird.CONFIG_DIR)
+    config.mkdir()
+    for name, text in files.items():
+        (config / name).write_text(text)
+
+
+def has_ipip(host: Target) -> bool:
     rc, _ = call(host, ["/bin/sh", "-c", "ip link add labkit-probe type ipip"])
     if rc == 0:
         call(host, ["/bin/sh", "-c", "ip link del labkit-probe"])
-        return "IPIP"
-    return "VXLAN"
+    return rc == 0
+
+
+def choose_encapsulation(host: Target, topo: Topology, manifests: str) -> tuple[str, str]:
+    """The mode the pool asks for, and a note if the replica runs another one instead.
+
+    IPIP needs the kernel's ``ipip`` module (Felix's ``tunl0``).  Without it a lab
+    whose ``replica.yaml`` names ``ipipFallback: VXLAN`` (the seed's) runs VXLAN and
+    says so; any other fails, saying why and what can stand in.
+    """
+    wanted = topo.encapsulation
+    if not wanted.startswith("IPIP") or has_ipip(host):
+        return wanted, ""
+    setting = f"ipipMode: {topo.ipip_mode}"
+    if topo.ipip_fallback:
+        return topo.ipip_fallback, (
+            f"the pool asks for `{setting}`, but this kernel has no ipip module (no tunl0), "
+            f"so the replica runs the pool as `vxlanMode: Always` (replica.yaml's ipipFallback)"
+        )
+    instead = ("every node is on 172.18.0.0/16, where CrossSubnet routes exactly as "
+               "`ipipMode: Never` (plain BGP) does: set that"
+               if wanted == "IPIPCrossSubnet" else
+               "`ipipMode: Never` with `vxlanMode: Always` carries the same traffic in VXLAN, "
+               "and `ipipMode: Never` with `vxlanMode: Never` routes it with BGP, unencapsulated")
+    raise SetupError(
+        f"{manifests}/calico.yaml: the pool's `{setting}` needs the kernel's ipip module "
+        f"(Calico's tunl0 device), and this kernel has none (`ip link add type ipip` fails); "
+        f"{instead}; or let this lab fall back to VXLAN with `ipipFallback: VXLAN` in "
+        f"{manifests}/replica.yaml"
+    )
 
 
 class Server:
@@ -681,9 +789,13 @@ def become_lab_init(config: dict[str, Any], handshake: Any) -> int:
     linux.sethostname("labkit-" + config["name"])
     topo = load(Path(config["manifests"]))
     host = Target("host", "host", os.getpid(), ())
-    encapsulation = config.get("encapsulation") or probe_encapsulation(host, topo)
-    lab = Lab(topo, encapsulation, config["mapping"])
+    note = ""
+    encapsulation = config.get("encapsulation")
+    if not encapsulation:
+        encapsulation, note = choose_encapsulation(host, topo, config["manifests"])
+    lab = Lab(topo, encapsulation, config["mapping"], bird=config.get("bird", True), note=note)
     lab.build()
+    lab.start_bird()
     listener = socket.socket(fileno=config["listen_fd"])
     listener.set_inheritable(False)  # commands must not hold the lab's socket open
     handshake.write("ready " + json.dumps(lab.inventory()) + "\n")

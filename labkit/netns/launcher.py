@@ -33,6 +33,7 @@ PACKAGES = {
     "tcpdump": "tcpdump",
     "sysctl": "procps",
     "newuidmap": "uidmap",
+    "birdc": "bird",
 }
 REQUIRED = ("ip", "bridge")
 START_TIMEOUT = 60.0
@@ -263,7 +264,8 @@ def _handshake_line(stream: IO[bytes], process: subprocess.Popen[bytes], deadlin
 
 
 def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool = False,
-          encapsulation: str | None = None, ids: str | None = None) -> NetnsBackend:
+          encapsulation: str | None = None, ids: str | None = None,
+          bird: bool = True) -> NetnsBackend:
     """Start a new netns lab and connect to it.
 
     Detached labs (``labkit up``) keep running after this process exits, until
@@ -271,7 +273,8 @@ def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool 
     called or this process dies, however it dies.  ``encapsulation`` forces
     ``IPIP`` or ``VXLAN`` (default: IPIP if the kernel can); ``ids="single"``
     (or ``LABKIT_USERNS=single``) maps one user id even where more are possible,
-    to see what a machine without subordinate ids gets.
+    to see what a machine without subordinate ids gets.  ``bird=False`` starts no
+    BIRD in an IPIP or BGP lab: the routes BIRD would install are then missing.
     """
     preflight()
     ids = ids or os.environ.get("LABKIT_USERNS", "auto")
@@ -308,7 +311,7 @@ def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool 
     listener_fd = listener.fileno()
     assert process.stdin is not None and process.stdout is not None
     config = {"manifests": str(manifests), "name": name, "detached": detached,
-              "listen_fd": listener_fd, "encapsulation": encapsulation}
+              "listen_fd": listener_fd, "encapsulation": encapsulation, "bird": bird}
     deadline = time.monotonic() + START_TIMEOUT
     try:
         process.stdin.write((json.dumps(config) + "\n").encode())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .. import calico
 from ..topology import Topology
+from .bird import tunnel_routes as bird_tunnel_routes
 
 
 @dataclass
@@ -60,8 +61,13 @@ def underlay(topo: Topology, pids: dict[str, int]) -> Batch:
 
 
 def node(topo: Topology, name: str, encapsulation: str, pids: dict[str, int],
-         netns: dict[str, str]) -> Batch:
-    """One node as kind, the CNI plugin (per pod), Felix and BIRD leave it."""
+         netns: dict[str, str], bird: bool = True) -> Batch:
+    """One node as kind, the CNI plugin (per pod) and Felix leave it.
+
+    In IPIP and plain BGP modes the blackhole for the node's block and the routes to
+    the other nodes' blocks are not here: the node's BIRD installs them (``bird``;
+    without it they are missing, as on a node whose BIRD is down).
+    """
     me = topo.node(name)
     mtu = calico.MTU[encapsulation]
     prefix = topo.underlay.split("/")[1]
@@ -75,17 +81,15 @@ def node(topo: Topology, name: str, encapsulation: str, pids: dict[str, int],
     ]
     b.sysctl["net.ipv4.ip_forward"] = "1"
     others = [n for n in topo.nodes if n.name != name]
-    if encapsulation == "IPIP":
+    if encapsulation.startswith("IPIP"):
         b.ip += [
             f"link set {calico.IPIP_DEVICE} mtu {mtu} up",
             f"addr add {me.tunnel_ip}/32 dev {calico.IPIP_DEVICE}",
-            f"route add blackhole {me.block} proto bird",
         ]
-        for other in others:
-            b.ip.append(
-                f"route add {other.block} via {other.ip} dev {calico.IPIP_DEVICE} proto bird onlink"
-            )
-    else:
+        if bird and encapsulation == "IPIP":
+            # What Calico's own BIRD installs with krt_tunnel, which upstream BIRD lacks.
+            b.ip += bird_tunnel_routes(topo, name)
+    elif encapsulation == "VXLAN":
         dev = calico.VXLAN_DEVICE
         b.ip += [
             f"link add {dev} type vxlan id {calico.VXLAN_VNI} local {me.ip} dev eth0 "
