@@ -85,6 +85,8 @@ NORMALIZERS: dict[str, Normalizer] = {
     ),
     # Neighbour states move on a timer (REACHABLE -> STALE -> DELAY ...).
     "neigh": _subs((r"\b(REACHABLE|STALE|DELAY|PROBE|INCOMPLETE)\b", "<state>")),
+    # BIRD's `since` column and route ages (`[Mesh_172_18_0_3 19:08:37]`): when it happened.
+    "bird": _subs((r"(?<![\d:.])\d{2}:\d{2}:\d{2}(?![\d:.])", "<since>")),
     # kind's pod names end in a ReplicaSet hash and a random suffix.
     "podname": _subs((r"\b([a-z0-9-]+)-[a-z0-9]{8,10}-[a-z0-9]{5}\b", r"\1-<hash>-<id>")),
 }

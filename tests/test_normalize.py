@@ -129,3 +129,12 @@ def test_every_chapter_declares_only_known_normalisers() -> None:
         chapter = snippets.load(path, source.parent)
         for snippet in chapter.snippets:
             assert set(chapter.normalizers + snippet.normalizers) <= NORMALIZERS.keys()
+
+
+def test_bird_times_are_normalised_and_tcpdump_clocks_left_to_time() -> None:
+    bird = normalizer(["bird"])
+    line = "Mesh_172_18_0_2 BGP      master   up     19:08:37    Established"
+    assert bird(line) == "Mesh_172_18_0_2 BGP      master   up     <since>    Established"
+    route = "10.244.79.0/26     via 172.18.0.3 on eth0 [Mesh_172_18_0_3 19:08:37] * (100/0) [i]"
+    assert "[Mesh_172_18_0_3 <since>]" in bird(route)
+    assert bird("19:08:37.123456 IP 10.244.79.1") == "19:08:37.123456 IP 10.244.79.1"
