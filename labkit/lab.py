@@ -67,7 +67,7 @@ class Node(Target):
     """Its Calico IPAM block."""
     hostname: str
     tunnel_device: str
-    """``tunl0`` in IPIP mode, ``vxlan.calico`` in VXLAN mode."""
+    """``tunl0`` in IPIP mode, ``vxlan.calico`` in VXLAN mode, ``""`` in plain BGP mode."""
     tunnel_ip: str
     prompt: str
     _lab: Lab = field(repr=False)
@@ -152,7 +152,8 @@ class Lab:
 
     @property
     def encapsulation(self) -> str:
-        """How cross-node traffic is carried: ``IPIP`` or ``VXLAN``."""
+        """How cross-node traffic is carried, in Calico's operator's words: ``IPIP``,
+        ``IPIPCrossSubnet``, ``VXLAN`` or ``None`` (plain BGP routing, no tunnel)."""
         return str(self.info["encapsulation"])
 
     # -- finding things -------------------------------------------------------------------

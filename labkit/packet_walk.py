@@ -30,6 +30,7 @@ TUNNEL_FILTER = "icmp"
 UNDERLAY_FILTER = {
     "VXLAN": f"udp port {calico.VXLAN_PORT} or arp",
     "IPIP": "ip proto 4 or arp",
+    "IPIPCrossSubnet": "ip proto 4 or arp",
 }
 READY = "listening on"
 ATTEMPTS = 3
@@ -461,7 +462,10 @@ def path(lab: Lab, src: Pod, dst: Pod) -> list[Tap]:
     """The interfaces an echo request from ``src`` to ``dst`` crosses, in order."""
     a, b = lab.node(src.node), lab.node(dst.node)
     taps = [Tap(src.name, "eth0", "out", POD_FILTER), Tap(a.name, src.veth, "in", POD_FILTER)]
-    if a.name != b.name:
+    if a.name != b.name and not a.tunnel_device:
+        # A plain BGP pool: the pod's own packet crosses the underlay, routed by BIRD's routes.
+        taps += [Tap(a.name, "eth0", "out", POD_FILTER), Tap(b.name, "eth0", "in", POD_FILTER)]
+    elif a.name != b.name:
         underlay = UNDERLAY_FILTER[lab.encapsulation]
         taps += [
             Tap(a.name, a.tunnel_device, "out", TUNNEL_FILTER),
@@ -471,6 +475,10 @@ def path(lab: Lab, src: Pod, dst: Pod) -> list[Tap]:
         ]
     taps += [Tap(b.name, dst.veth, "out", POD_FILTER), Tap(dst.name, "eth0", "in", POD_FILTER)]
     return taps
+
+
+def path_has_tunnel(lab: Lab, src: Pod) -> bool:
+    return bool(lab.node(src.node).tunnel_device)
 
 
 def walk(src: Pod, dst: Pod, *, count: int = 1) -> PacketWalk:
@@ -486,7 +494,8 @@ def walk(src: Pod, dst: Pod, *, count: int = 1) -> PacketWalk:
         raise ValueError(f"count must be at least 1, not {count}")
     lab = src._lab
     taps = path(lab, src, dst)
-    encapsulation = lab.encapsulation if src.node != dst.node else None
+    encapsulation = lab.encapsulation if src.node != dst.node and path_has_tunnel(lab, src) \
+        else None
     with lab.collapsed(f"逐跳抓包所用的命令与输出：从 {src.name} ping {dst.name}"):
         for _ in range(ATTEMPTS):
             captures, ping = _capture_ping(lab, src, dst, taps, count)

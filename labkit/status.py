@@ -44,6 +44,9 @@ def status_text(inventory: dict[str, Any]) -> str:
     ]
     if info.get("bird"):
         lines += ["", "routing: BIRD in every node (node-to-node BGP mesh, AS 64512)"]
+    elif info.get("bird") is False and info["encapsulation"] != "VXLAN":
+        lines += ["", "routing: none (started without BIRD: no node has a route to another's "
+                      "block)"]
     if info.get("mode_note"):
         lines += ["", f"note: {info['mode_note']}"]
     for note in info.get("limitations", []):

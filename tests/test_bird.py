@@ -98,6 +98,7 @@ def test_without_bird_no_node_knows_another_nodes_block(tmp_path: Path) -> None:
         assert "10.244.79.0/26" not in routes and "10.244.51.192/26" not in routes
         assert "blackhole 10.244.244.64/26" not in routes
         assert "bird.ctl" in lab.node(W2).sh(f"{BIRDC} show protocols", check=False).output
+        assert "routing: none (started without BIRD" in labkit.status(lab).text
         dst = lab.select(node="calico-ipip-worker", app="app")[0]
         ping = lab.select(node=W2, app="app")[0].sh(f"ping -c 1 -W 1 {dst.ip}", check=False)
         assert ping.rc == 1 and "100% packet loss" in ping.stdout
@@ -218,3 +219,20 @@ def test_a_missing_bird_names_the_package(monkeypatch: pytest.MonkeyPatch,
     assert str(failed.value).startswith("`bird` is not installed: a pool with ipipMode Never "
                                         "and vxlanMode Never routes with BGP")
     assert "(Debian/Ubuntu package `bird`)" in str(failed.value)
+
+
+def test_a_packet_walk_across_nodes_sees_the_pods_own_packet_on_both_eth0(
+        bgp: labkit.Lab) -> None:
+    src = bgp.select(node=W2, app="app")[0]
+    dst = bgp.select(node="calico-ipip-worker", app="app")[0]
+    walked = labkit.walk(src, dst)
+    assert walked.complete
+    hops = [(h.where, h.interface, h.src_ip, h.dst_ip, h.ttl, h.outer) for h in walked.echo_request]
+    assert hops == [
+        (src.name, "eth0", "10.244.244.64", "10.244.79.0", 64, None),
+        (W2, src.veth, "10.244.244.64", "10.244.79.0", 64, None),
+        (W2, "eth0", "10.244.244.64", "10.244.79.0", 63, None),
+        ("calico-ipip-worker", "eth0", "10.244.244.64", "10.244.79.0", 63, None),
+        ("calico-ipip-worker", dst.veth, "10.244.244.64", "10.244.79.0", 62, None),
+        (dst.name, "eth0", "10.244.244.64", "10.244.79.0", 62, None),
+    ]
