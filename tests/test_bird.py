@@ -236,3 +236,22 @@ def test_a_packet_walk_across_nodes_sees_the_pods_own_packet_on_both_eth0(
         ("calico-ipip-worker", dst.veth, "10.244.244.64", "10.244.79.0", 62, None),
         (dst.name, "eth0", "10.244.244.64", "10.244.79.0", 62, None),
     ]
+
+
+@pytest.mark.parametrize(("lab", "ipip", "vxlan"), [("calico-vxlan", "Never", "Always"),
+                                                    ("calico-bgp", "Never", "Never")])
+def test_the_other_modes_labs_are_the_seeds_cluster_but_for_the_pool(
+        lab: str, ipip: str, vxlan: str) -> None:
+    seed, other = ROOT / "manifests", ROOT / "manifests" / lab
+    for name in ("kind-cluster.yaml", "app-deployment.yaml"):
+        assert (other / name).read_text() == (seed / name).read_text(), name
+    replica = re.sub(r"(?ms)^# The pool asks for IPIP.*?^ipipFallback: VXLAN\n", "",
+                     (seed / "replica.yaml").read_text())
+    assert (other / "replica.yaml").read_text() == replica
+    mine, seeds = topology.load(other), topology.load(seed)
+    assert (mine.ipip_mode, mine.vxlan_mode, mine.ipip_fallback) == (ipip, vxlan, "")
+    assert mine.nodes == seeds.nodes and mine.cluster == seeds.cluster == "calico-ipip"
+    kept = [line for line in (other / "calico.yaml").read_text().splitlines()
+            if not line.lstrip().startswith("#") and "Mode:" not in line]
+    assert kept == [line for line in (seed / "calico.yaml").read_text().splitlines()
+                    if not line.lstrip().startswith("#") and "Mode:" not in line]
