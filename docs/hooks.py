@@ -1,6 +1,11 @@
-# MkDocs hooks: edit links only where the site knows its repository.
+# MkDocs hooks: edit links only where the site knows its repository; tab labels not indexed.
 """`LABKIT_REPO_URL` (e.g. https://github.com/you/labkit) turns on "edit this page" links
-to `docs_src/`; without it there are none, and the site links to no outside host at all."""
+to `docs_src/`; without it there are none, and the site links to no outside host at all.
+
+Search shows prose and outputs: the figures and the Python sources carry
+``data-search-exclude`` from labkit; the tabs' labels (they would run together as
+"终端Python 源码…" in every excerpt) and the folded source of a kind-only notice get it
+here."""
 
 from __future__ import annotations
 
@@ -23,3 +28,9 @@ def on_config(config: Any) -> Any:
         # MkDocs fills in edit/master/docs/ for GitHub; the chapters are docs_src/ on main.
         config.edit_uri = "edit/main/"
     return config
+
+
+def on_page_content(html: str, **kwargs: Any) -> str:
+    for opening in ('<div class="tabbed-labels"', '<details class="abstract labkit-source"'):
+        html = html.replace(opening + ">", opening + " data-search-exclude>")
+    return html

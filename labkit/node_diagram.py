@@ -15,7 +15,7 @@ import ipaddress
 import json
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,31 +236,38 @@ class Diagram:
     # -- the page -------------------------------------------------------------------------
 
     def table(self) -> str:
-        """The pods and the nodes as Markdown tables."""
-        pod_rows = []
-        for node in self.nodes:
-            for pod in node.pods:
-                cali = pod.cali
-                route = next((str(r) for r in node.routes_via(cali.name)), None) if cali else None
-                pod_rows.append([
-                    svg.cell(node.name), svg.cell(pod.name), svg.cell(pod.ip),
-                    svg.cell(pod.eth0.mac), svg.cell(cali.name if cali else None),
-                    svg.cell(cali.mac if cali else None),
-                    svg.cell(node.proxy_arp.get(cali.name) if cali else None), svg.cell(route),
-                ])
-        text = svg.table(["节点", "Pod", "eth0 地址", "eth0 MAC", "节点上的 veth", "veth MAC",
-                          "proxy_arp", "节点上到 pod 的路由"], pod_rows)
-        node_rows = []
-        for node in self.nodes:
-            tunnel = node.tunnel
-            node_rows.append([
-                svg.cell(node.name), svg.cell(", ".join(node.eth0.ipv4)), svg.cell(node.eth0.mac),
-                svg.cell(tunnel.name if tunnel else None),
-                svg.cell(", ".join(tunnel.ipv4) if tunnel else None),
-                svg.cell(tunnel.mac if tunnel else None),
-            ])
-        text += "\n\n" + svg.table(["节点", "eth0 地址", "eth0 MAC", "隧道设备", "隧道地址",
-                                    "隧道 MAC"], node_rows)
+        """The pods and the nodes as Markdown tables, a column each: narrow enough for a
+        phone (a row per pod would need nine columns)."""
+        pods = [(node, pod) for node in self.nodes for pod in node.pods]
+
+        def route(node: NodeNetwork, pod: PodNetwork) -> str | None:
+            cali = pod.cali
+            return next((str(r) for r in node.routes_via(cali.name)), None) if cali else None
+
+        fields: list[tuple[str, Callable[[NodeNetwork, PodNetwork], object]]] = [
+            ("eth0 地址", lambda node, pod: pod.ip),
+            ("eth0 MAC", lambda node, pod: pod.eth0.mac),
+            ("节点上的 veth", lambda node, pod: pod.cali.name if pod.cali else None),
+            ("veth MAC", lambda node, pod: pod.cali.mac if pod.cali else None),
+            ("proxy_arp", lambda node, pod: node.proxy_arp.get(pod.cali.name) if pod.cali
+             else None),
+            ("节点上到 pod 的路由", route),
+        ]
+        if len(self.nodes) > 1:  # one node is named in the caption and the node table
+            fields.insert(0, ("节点", lambda node, pod: node.name))
+        text = svg.table(["Pod", *(svg.cell(pod.name) for _, pod in pods)],
+                         [[name, *(svg.cell(get(node, pod)) for node, pod in pods)]
+                          for name, get in fields])
+        node_fields: list[tuple[str, Callable[[NodeNetwork], object]]] = [
+            ("eth0 地址", lambda node: ", ".join(node.eth0.ipv4)),
+            ("eth0 MAC", lambda node: node.eth0.mac),
+            ("隧道设备", lambda node: node.tunnel.name if node.tunnel else None),
+            ("隧道地址", lambda node: ", ".join(node.tunnel.ipv4) if node.tunnel else None),
+            ("隧道 MAC", lambda node: node.tunnel.mac if node.tunnel else None),
+        ]
+        text += "\n\n" + svg.table(["节点", *(svg.cell(node.name) for node in self.nodes)],
+                                    [[name, *(svg.cell(get(node)) for node in self.nodes)]
+                                     for name, get in node_fields])
         return text
 
     def caption(self) -> str:

@@ -427,8 +427,11 @@ class PacketWalk:
         )
 
     def markdown(self) -> str:
-        """The figure (inline SVG) and the table, ready for the page."""
-        return svg.figure([self.svg()], self.caption(), "walk") + "\n\n" + self.table() + "\n"
+        """The figure (inline SVG), then the full table folded: the figure is what a reader
+        reads (the table has ten columns, too wide for a page, let alone a phone)."""
+        table = "".join(f"    {line}\n" if line else "\n" for line in self.table().split("\n"))
+        return (svg.figure([self.svg()], self.caption(), "walk")
+                + '\n\n??? note "逐跳明细表（每一跳的 MAC、IP、TTL 和外层封装）"\n\n' + table)
 
 
 def _hop(tap: Tap, frame: Frame) -> Hop | None:

@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 import markupsafe
 
+from . import console
 from .errors import SnippetError
 from .execute import Block, SnippetRun
 from .result import Result
@@ -31,11 +32,6 @@ MAX_LINES = 200
 """A command's output longer than this is cut on the page (the transcript keeps it all)."""
 MAX_LINE_CHARS = 10_000
 """A line of output longer than this is cut on the page too."""
-# Pygments' console lexer tries its prompt pattern on every line, in time quadratic in a run
-# of word characters (0.6 s for 10 000 of them, hours for a few million): a terminal with
-# lines that long, or that much text, is shown without highlighting.
-PLAIN_LINE = 4_000
-PLAIN_TOTAL = 100_000
 LABKIT_META = ("normalize", "fresh_lab")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}<>&|#])")
 # What makes a line of prose start a block: a list item, an admonition (!!!), a collapsible
@@ -55,19 +51,34 @@ class Provenance:
     recorded: float
     """When the outputs were printed (the live run's time, for a replay too)."""
 
-    def describe(self, started: float | None = None) -> str:
+    def stamp(self, started: float | None = None) -> str:
+        """What differs from block to block: when it ran, and whether this build ran it."""
+        when = f"运行于 {_utc(started or self.recorded)}"
+        return f"{when} · {'本次构建实时运行' if self.mode == 'live' else '回放自 transcript'}"
+
+    def describe(self) -> str:
+        """The whole provenance, once per page: lab, versions, when, live or replayed."""
         info = self.info
-        when = _utc(started or self.recorded)
-        lab = {"netns": "netns 复刻实验室", "kind": "kind 集群"}.get(
-            info.get("backend", ""), str(info.get("backend")))
-        parts = [lab, f"Calico {info.get('calico', '?')}",
-                 f"{info.get('encapsulation', '?')} 模式", f"Linux {info.get('kernel', '?')}"]
+        if info.get("backend") == "netns":
+            # The replica runs no Calico: it is built by Calico's rules, and says so.
+            parts = ["netns 复刻实验室", f"按 Calico {info.get('calico', '?')} 的规则复刻"]
+        else:
+            parts = [LAB_NAMES.get(str(info.get("backend")), str(info.get("backend"))),
+                     f"Calico {info.get('calico', '?')}"]
+        parts += [f"{info.get('encapsulation', '?')} 模式", f"Linux {info.get('kernel', '?')}"]
         if info.get("kubernetes"):
             parts.append(f"Kubernetes {info['kubernetes']}")
-        parts.append(when)
-        parts.append("本次构建实时运行" if self.mode == "live"
-                     else f"回放自 transcript（记录于 {_utc(self.recorded)}）")
+        parts.append(f"本次构建实时运行（{_utc(self.recorded)}）" if self.mode == "live"
+                     else replay_mark(self.recorded))
         return " · ".join(parts)
+
+
+LAB_NAMES = {"netns": "netns 复刻实验室", "kind": "kind 集群"}
+
+
+def replay_mark(recorded: float) -> str:
+    """How a replayed output says so."""
+    return f"回放自 transcript（记录于 {_utc(recorded)}）"
 
 
 def _utc(stamp: float) -> str:
@@ -195,16 +206,15 @@ def render_prose(chapter: Chapter, start: int, end: int, namespace: dict[str, An
     return rendered[first_line - 1:]
 
 
-def console_text(results: list[Result]) -> tuple[str, list[str]]:
+def console_text(results: list[Result]) -> tuple[list[console.Entry], list[str]]:
     """Commands and their output as a terminal shows them, and notes for what was cut.
 
     The notes are Markdown: each names its command in a code span, which shows any
     command as typed (HTML-escaping it as well would show ``&#x27;`` for a quote).
     """
-    shown: list[str] = []
+    shown: list[console.Entry] = []
     notes: list[str] = []
     for result in results:
-        shown.append(f"{result.prompt} {result.command}\n")
         output = lines(result.output)
         if len(output) > MAX_LINES:
             notes.append(f"{code_span(result.command)} 的输出共 {len(output)} 行，页面只显示前 "
@@ -223,19 +233,21 @@ def console_text(results: list[Result]) -> tuple[str, list[str]]:
                          f"共省略了 {left_out} 个字符；完整输出保存在 transcript 中。")
         if output and not output[-1].endswith("\n"):
             output[-1] += "\n"
-        shown.extend(output)
+        # A background command stopped by a signal has no exit status worth showing.
+        rc = None if result.timed_out else result.rc
+        shown.append(console.Entry(result.prompt, result.command, "".join(output),
+                                   console.status_line(bool(output), rc)))
         if result.invalid_bytes:
             notes.append(f"{code_span(result.command)} 的输出含 {result.invalid_bytes} 个"
                          "不是 UTF-8 的字节，页面上显示为 �。")
         if result.timed_out:
             notes.append(f"{code_span(result.command)} 超时，被强行终止。")
-    return "".join(shown), notes
+    return shown, notes
 
 
-def _terminal(text: str, indent: str) -> str:
-    """A terminal's text in a fence: ``console`` (prompts highlighted) unless too wide to lex."""
-    plain = len(text) > PLAIN_TOTAL or any(len(line) > PLAIN_LINE for line in lines(text))
-    return fence(text, "text" if plain else "console", indent)
+def _terminal(entries: list[console.Entry], indent: str) -> str:
+    """A terminal in a fence that :func:`labkit.console.superfence` turns into HTML."""
+    return fence(console.body(entries), console.LANGUAGE, indent)
 
 
 def _console_blocks(blocks: list[Block], indent: str) -> str:
@@ -304,7 +316,8 @@ BACKGROUND_NOTE = {
 
 def render_snippet(run: SnippetRun, provenance: Provenance) -> str:
     snippet = run.snippet
-    source = fence(snippet.code, "python", "    ")
+    # The source is not what a reader searches for: search shows prose and outputs.
+    source = fence(snippet.code, '{.python data-search-exclude=""}', "    ")
     label = _attr(f"Python 源码（{snippet.where}）")
     if run.skipped:
         return _TEMPLATES.get_template("skipped.md.j2").render(
@@ -315,32 +328,34 @@ def render_snippet(run: SnippetRun, provenance: Provenance) -> str:
         return ""
     parts: list[str] = []
     outputs = _console_blocks(run.blocks, "    ")
-    described = html.escape(provenance.describe(run.started))
-    prov = f'    <small class="labkit-provenance">{described}</small>\n\n'
+    stamp = html.escape(provenance.stamp(run.started))
+    prov = f'    <small class="labkit-provenance">{stamp}</small>\n\n'
     if run.error is not None:
         parts.append(f'!!! failure "代码段失败：{_attr(snippet.where)}"\n\n'
                      f"{fence(str(run.error), 'text', '    ')}\n")
     figures = [f"{figure.rstrip()}\n\n" for figure in _figures(run.blocks)]
-    if outputs:
-        parts.append(f'=== "终端"\n\n{outputs}{prov}')
-        parts.append(f'=== "{label}"\n\n{source}\n')
-        parts.extend(figures)
-    elif not snippet.hidden:
-        # Nothing ran in the lab: the code (and what it drew) is the content.
-        parts.extend(figures)
-        if figures:
-            parts.append(f"{prov.strip()}\n\n")
-            parts.append(f'??? abstract "{label}"\n\n{source}\n')
-        else:
-            parts.append(f"<small>{label}</small>\n\n{fence(snippet.code, 'python')}\n")
+    # A figure that is a fence is a terminal (`labkit status`); any other is a drawing.
+    drawings = [f for f in figures if not f.startswith("```")]
+    terminals = [_indent(f) for f in figures if f.startswith("```")]
+    # A drawing is the content: it comes first, never inside a tab. What the snippet
+    # printed (the commands a figure was drawn from, a terminal it showed) and its source
+    # are the two tabs every snippet has.
+    parts.extend(drawings)
+    shown = outputs + "".join(terminals)
+    if shown:
+        parts.append(f'=== "{"命令与输出" if drawings else "终端"}"\n\n{shown}{prov}')
+    elif drawings:
+        parts.append(f"{prov.strip()}\n\n")
+    parts.append(f'=== "{label}"\n\n{source}\n')
     return "".join(parts)
 
 
 def banner(provenance: Provenance) -> str:
-    """The page's opening box: where the outputs came from and how the replica differs."""
+    """The page's opening lines: where every output came from (said once for the page, each
+    block then gives only its time) and a box saying how the replica differs."""
     info = provenance.info
-    lab = {"netns": "netns 复刻实验室", "kind": "真实的 kind 集群"}.get(
-        str(info.get("backend")), str(info.get("backend")))
+    lab = {"netns": " netns 复刻实验室", "kind": "真实的 kind 集群"}.get(
+        str(info.get("backend")), f" {info.get('backend')} ")
     title = f"本页输出来自{lab}" + ("（回放自记录）" if provenance.mode == "replay" else "")
     if info.get("backend") == "netns":
         title += "：与真实集群的差异见此"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import console
 from .lab import Lab
 from .render import fence
 
@@ -72,7 +73,9 @@ class Status:
                                  "pods": [_public(p) for p in lab.pods]})
 
     def markdown(self) -> str:
-        return fence(f"$ labkit status\n{self.text}", "console")
+        # What the command prints, as a terminal shows it (the renderer puts it in a tab).
+        return fence(console.body([console.Entry("$", "labkit status", self.text)]),
+                     console.LANGUAGE)
 
 
 def _public(target: Any) -> dict[str, Any]:

@@ -159,7 +159,8 @@ class Drawing:
             f'<svg xmlns="http://www.w3.org/2000/svg" class="labkit-diagram" '
             f'viewBox="0 0 {_number(self.width)} {_number(height)}" width="100%" '
             f'style="max-width:{_number(self.width * SCALE_MAX)}px;height:auto" '
-            f'role="img" aria-label="{escape(self.title)}"{_data(data)}>',
+            # Its words are the figure's, not the page's: search shows prose and outputs.
+            f'role="img" aria-label="{escape(self.title)}" data-search-exclude{_data(data)}>',
             f"<title>{escape(self.title)}</title>",
             f"<style>{STYLE}</style>",
             *self.parts,
@@ -172,7 +173,8 @@ def figure(svgs: Sequence[str], caption: str, kind: str) -> str:
     (Python-Markdown would end the block there)."""
     body = "\n".join(svgs)
     return (f'<div class="labkit-figure labkit-{escape(kind)}">\n{body}\n'
-            f'<p class="labkit-caption"><small>{escape(caption)}</small></p>\n</div>')
+            f'<p class="labkit-caption"><small>{escape(caption)}</small></p>\n'
+            '<p class="labkit-zoom-hint"><small>轻触图可放大，再轻触一次还原。</small></p>\n</div>')
 
 
 # A value made of these is shown as code; anything else is spelt with character
@@ -186,7 +188,9 @@ def cell(value: object) -> str:
     if not text:
         return "—"
     if PLAIN.fullmatch(text) and text.isascii():
-        return f"`{text}`"
+        # A value of several words (a route) is a code span a word: the cell may wrap
+        # between them on a narrow screen, never inside an address or a MAC.
+        return " ".join(f"`{word}`" for word in text.split(" ") if word)
     return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in text)
 
 

@@ -2,6 +2,8 @@
 # commands print, parsing never crashes, and rendered output never becomes a snippet or markup.
 from __future__ import annotations
 
+import importlib
+import json
 import re
 from typing import Any
 
@@ -193,6 +195,19 @@ def shown_output(result: Result) -> str:
     return f"{PROMPT} {result.command}\n{output}"
 
 
+def terminal_text(info: str, body: str) -> str:
+    """A ``labkit-console`` fence's body (a JSON list a line: prompt, command, output, status)
+    as the terminal's text; any other fence's body as it is."""
+    if info.strip() != "labkit-console":
+        return body
+    text = ""
+    for line in body.splitlines():
+        if line.strip():
+            prompt, command, output, _status = json.loads(line)
+            text += f"{prompt} {command}\n{output}"
+    return text
+
+
 def render(chapter: Chapter, runs: list[SnippetRun]) -> str:
     return render_chapter(chapter, runs, {}, PROVENANCE)
 
@@ -228,7 +243,7 @@ def test_rendered_output_is_never_a_snippet_and_always_whole_in_a_fence(data: An
     again = parse(page, PATH)
     assert again.snippets == (), "rendered output turned into a snippet"
 
-    bodies = [canonical(body) for _, body in fences(page)]
+    bodies = [canonical(terminal_text(info, body)) for info, body in fences(page)]
     for run in runs:
         if run.snippet.hidden and not run.error:
             continue  # setup code: neither its source nor its output is shown
@@ -252,6 +267,15 @@ class _Permissive(yaml.SafeLoader):
 
 
 _Permissive.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _python_name(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    """``!!python/name:labkit.console.superfence``: the object itself, as MkDocs loads it."""
+    module, _, name = suffix.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+_Permissive.add_multi_constructor("tag:yaml.org,2002:python/name:", _python_name)
 
 
 def site_markdown() -> markdown.Markdown:

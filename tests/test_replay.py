@@ -31,9 +31,18 @@ def replay_mark(recorded_at: float) -> str:
     return f"回放自 transcript（记录于 {_utc(recorded_at)}）"
 
 
+BLOCK_REPLAY, BLOCK_LIVE = " · 回放自 transcript</small>", f" · {LIVE_MARK}</small>"
+"""The end of each block's line: the page's line says the rest once."""
+
+
+def live_mark(recorded_at: float) -> str:
+    return f"{LIVE_MARK}（{_utc(recorded_at)}）"
+
+
 def as_live(markdown: str, recorded_at: float) -> str:
     """A replayed page with its provenance markers put back to the live build's."""
-    return (markdown.replace(replay_mark(recorded_at), LIVE_MARK).replace(BANNER_REPLAY, "")
+    return (markdown.replace(replay_mark(recorded_at), live_mark(recorded_at))
+            .replace(BLOCK_REPLAY, BLOCK_LIVE).replace(BANNER_REPLAY, "")
             .replace(TITLE_MARK, ""))
 
 
@@ -62,7 +71,7 @@ def test_replay_with_no_lab_gives_the_live_pages(recorded: Recorded,
         # The only differences are the named provenance markers ...
         assert LIVE_MARK in live and LIVE_MARK not in page.markdown
         assert replay_mark(times[name]) in page.markdown and BANNER_REPLAY in page.markdown
-        assert TITLE_MARK in page.markdown.split("\n\n", 3)[2] and TITLE_MARK not in live
+        assert TITLE_MARK in page.markdown.split("\n\n", 4)[3] and TITLE_MARK not in live
         # ... and with those put back, the page is the live page, byte for byte.
         assert as_live(page.markdown, times[name]) == live
 
@@ -84,7 +93,8 @@ def test_replayed_html_is_the_live_html(recorded: Recorded, monkeypatch: pytest.
         replay = (sites["replay"] / page).read_text(encoding="utf-8")
         assert replay != live
         banner = re.sub(r"\s+", " ", BANNER_REPLAY.strip())
-        restored = replay.replace(replay_mark(recorded_at), LIVE_MARK)
+        restored = replay.replace(replay_mark(recorded_at), live_mark(recorded_at))
+        restored = restored.replace(BLOCK_REPLAY, BLOCK_LIVE)
         restored = restored.replace(f"<p>{banner}</p>\n", "").replace(TITLE_MARK, "")
         assert restored == live
 
@@ -103,13 +113,16 @@ def test_a_replayed_page_says_when_its_outputs_were_printed(
     store.save(transcript)
     page = recorded.copy.build(mode="replay")["01-same-node.md"].markdown
     printed = {_utc(s.started) for s in transcript.snippets if s.started}
-    lines = [x for x in page.splitlines() if "labkit-provenance" in x]
+    [whole] = [x for x in page.splitlines() if "labkit-page-provenance" in x]
+    # The page says once that it is replayed, and when the transcript was recorded ...
+    assert replay_mark(transcript.recorded) in whole
+    lines = [x for x in page.splitlines() if "labkit-provenance" in x and x != whole]
     assert lines
     for line in lines:
-        # Each snippet's line names when it ran in the live build, and says it is replayed.
-        when = re.search(r" · (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC) · ", line)
+        # ... and each snippet's line when it ran in the live build, and that it is replayed.
+        when = re.search(r"运行于 (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC) · ", line)
         assert when is not None and when[1] in printed
-        assert line.rstrip().endswith(f"{replay_mark(transcript.recorded)}</small>")
+        assert line.rstrip().endswith(BLOCK_REPLAY)
 
 
 def test_replay_refuses_a_changed_snippet_naming_its_line(

@@ -78,7 +78,8 @@ def ipip() -> PacketWalk:
 
 def page(text: str) -> str:
     """The Markdown as the site's Python-Markdown turns it into HTML."""
-    return markdown.markdown(text, extensions=["tables", "md_in_html", "attr_list"])
+    return markdown.markdown(text, extensions=["tables", "md_in_html", "attr_list",
+                                               "admonition", "pymdownx.details"])
 
 
 # -- tcpdump's output -------------------------------------------------------------------
@@ -234,7 +235,7 @@ def html_block(markdown_text: str) -> str:
     return block
 
 
-def test_markdown_is_one_html_block_then_a_table(same_node: PacketWalk) -> None:
+def test_markdown_is_one_html_block_then_its_table_folded(same_node: PacketWalk) -> None:
     text = same_node.markdown()
     block = html_block(text)
     assert block.startswith('<div class="labkit-figure') and block.endswith("</div>")
@@ -246,6 +247,11 @@ def test_markdown_is_one_html_block_then_a_table(same_node: PacketWalk) -> None:
     rendered = page(text)
     assert rendered.count("<svg") == 2 and "<table>" in rendered
     assert "&lt;svg" not in rendered and "<p><svg" not in rendered
+    # The figure is what shows; the ten-column table waits in a closed box below it.
+    figure_ends = rendered.index("</div>", rendered.rindex("</svg>"))
+    after = rendered[figure_ends:]
+    assert after.startswith('</div>\n\n<details class="note">\n<summary>逐跳明细表'), after[:200]
+    assert after.index("<table>") < after.index("</details>")
 
 
 def test_the_figure_shows_the_captured_values(same_node: PacketWalk) -> None:
@@ -287,7 +293,8 @@ def test_a_hostile_value_is_shown_not_run() -> None:
     assert '<img src=x onerror="alert(1)">' in "\n".join(parsed.texts)
     table = text.partition("\n\n")[2]
     assert "<img" not in table and "|`" not in table.replace("| `", "")
-    header, _, row = [line for line in table.splitlines() if line.startswith("|")][:3]
+    header, _, row = [line.strip() for line in table.splitlines()
+                      if line.strip().startswith("|")][:3]
     assert row.count("|") == header.count("|")  # no cell was split
 
 

@@ -69,6 +69,7 @@ def nav_pages() -> list[NavPage]:
         """mkdocs.yml uses MkDocs' own tags (``!ENV``); the nav needs none of them."""
 
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
     text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     config = yaml.load(text, Loader=Loader)  # a SafeLoader that drops unknown tags
 
