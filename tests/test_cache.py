@@ -153,7 +153,8 @@ def test_a_code_edit_runs_that_chapter_live(recorded: Recorded,
     pages = copy.build()
     assert opened == ["netns"]
     assert pages["01-same-node.md"].how == "live" and pages["02-setup.md"].how == "cached"
-    assert ":/# ip addr show dev eth0\n" in pages["01-same-node.md"].markdown
+    # The terminal's entry (labkit-console: prompt, command, output, status) is the new command.
+    assert ':/#", "ip addr show dev eth0", "' in pages["01-same-node.md"].markdown
     assert any("01-same-node.md: running live: changed since the recording: the chapter's "
                "snippets" in line for line in copy.logged)
     # Recorded again, so the next build is cached.

@@ -1,6 +1,6 @@
 // Tap a figure to see it full size: on a phone a whole node's diagram is too small to read.
-// The figure is drawn at 12 units a line; zoomed it is shown at 1.3 CSS pixels a unit (the
-// size it has on a wide screen), in a layer that scrolls, and a second tap or Escape closes it.
+// The figure's text is 12 units; zoomed it is shown at 1.05 CSS pixels a unit (a little over
+// 12 px, the least a phone reader can read), in a layer that scrolls; a tap or Escape closes it.
 (function () {
   "use strict";
   function close(figure) {
@@ -12,7 +12,7 @@
     var svg = figure.querySelector("svg.labkit-diagram");
     var box = svg && svg.viewBox && svg.viewBox.baseVal;
     if (box && box.width) {
-      figure.style.setProperty("--labkit-zoom-width", Math.round(box.width * 1.3) + "px");
+      figure.style.setProperty("--labkit-zoom-width", Math.round(box.width * 1.05) + "px");
     }
     figure.classList.add("labkit-zoomed");
     figure.setAttribute("aria-expanded", "true");
