@@ -255,3 +255,29 @@ def test_the_other_modes_labs_are_the_seeds_cluster_but_for_the_pool(
             if not line.lstrip().startswith("#") and "Mode:" not in line]
     assert kept == [line for line in (seed / "calico.yaml").read_text().splitlines()
                     if not line.lstrip().startswith("#") and "Mode:" not in line]
+
+
+# worker2's `show protocols` after worker's BIRD was killed (a real run: trailing blanks as
+# BIRD prints them), its `show route` and `ip route` of the same run without worker's block.
+SAMPLES = ROOT / "tests" / "samples" / "bird"
+SHOWN = (SAMPLES / "show-protocols-one-active.txt").read_text()
+ROUTES = (SAMPLES / "show-route-one-missing.txt").read_text()
+KERNEL = (SAMPLES / "ip-route-one-missing.txt").read_text()
+
+
+def test_readiness_names_the_session_that_is_not_established() -> None:
+    topo = topology.load(ROOT / "manifests" / "calico-bgp")
+    missing = bird.not_converged(topo, W2, SHOWN, ROUTES, KERNEL, "None")
+    assert missing == ("session Mesh_172_18_0_3 (to calico-ipip-worker) is not Established: "
+                       "start Active        Socket: Connection refused")
+    up = SHOWN.replace("start  19:31:40    Active        Socket: Connection refused",
+                       "up     19:31:40    Established")
+    assert up != SHOWN
+    assert bird.not_converged(topo, W2, up, ROUTES, KERNEL, "None") == (
+        "BIRD has no route for calico-ipip-worker's block 10.244.79.0/26")
+    learned = ROUTES + ("10.244.79.0/26     via 172.18.0.3 on eth0 [Mesh_172_18_0_3 19:08:38]"
+                        " * (100/0) [i]\n")
+    assert bird.not_converged(topo, W2, up, learned, KERNEL, "None") == (
+        "the kernel has no BIRD route for 10.244.79.0/26 via 172.18.0.3")
+    routed = KERNEL + "10.244.79.0/26 via 172.18.0.3 dev eth0 proto bird \n"
+    assert bird.not_converged(topo, W2, up, learned, routed, "None") is None
