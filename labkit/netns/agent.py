@@ -358,7 +358,6 @@ class Lab:
                 f"{self.topo.vxlan_mode} routes with BGP, and the replica runs BIRD for it "
                 f"(Debian/Ubuntu package `{bird.PACKAGE}`)"
             ) from None
-        Path(bird.RUN_DIR).mkdir(parents=True, exist_ok=True)  # the mount point, in /run
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             for node in self.topo.nodes:
@@ -436,6 +435,10 @@ class Lab:
 
 def _bird_home(files: dict[str, str]) -> None:
     """In a node: its own /var/run/calico, holding confd's files for its BIRD."""
+    var_run = Path("/var/run")
+    if not var_run.exists() and Path("/var").is_dir():
+        var_run.symlink_to("/run")  # as Debian and Ubuntu images have it
+    Path(bird.RUN_DIR).mkdir(parents=True, exist_ok=True)
     linux.mount("tmpfs", bird.RUN_DIR, "tmpfs", MOUNT_FLAGS, "mode=755")
     config = Path(bird.CONFIG_DIR)
     config.mkdir()
