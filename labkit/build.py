@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, snippets, topology
+from . import __version__, labs, snippets, topology
 from .errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from .execute import ChapterRun, SnippetRun
 from .lab import Lab
@@ -47,6 +47,7 @@ INPUTS = {
     "code": "labkit's source",
     "labkit": "labkit's version",
     "lab": "the lab",
+    "labs": "the labs the chapter runs on (front matter lab/labs)",
     "fresh_lab": "the chapter's fresh_lab setting",
 }
 
@@ -58,7 +59,8 @@ class Options:
     source: Path = ROOT / "docs_src"
     """Where the chapters are."""
     lab: str = "netns"
-    """Which lab runs the snippets: ``netns`` (the replica) or ``kind``."""
+    """Which backend runs the snippets: ``netns`` (the replica) or ``kind``.  (Which
+    cluster a chapter runs on is the chapter's front matter ``lab``.)"""
     mode: str = "auto"
     """``auto`` (live, reusing this checkout's unchanged recordings), ``live``, ``replay``."""
     keep_going: bool = False
@@ -66,7 +68,9 @@ class Options:
     state: Path = ROOT / ".labkit"
     """This checkout's private state: which transcripts it recorded live."""
     manifests: Path = topology.MANIFESTS
-    """The lab's spec: what the lab is built from, and part of every chapter's key."""
+    """The labs' specs (``manifests/`` is the default lab, ``manifests/NAME/`` the lab
+    NAME; see :mod:`labkit.labs`): what the labs are built from, and part of every
+    chapter's key."""
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
     @property
@@ -97,7 +101,11 @@ def code_fingerprint() -> str:
 
 def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
                code: str) -> dict[str, Any]:
-    """Everything that can change a chapter's outputs; prose and line numbers are not in it."""
+    """Everything that can change a chapter's outputs; prose and line numbers are not in it.
+
+    ``lab`` is the backend; ``manifests`` the fingerprint of every lab the chapter uses
+    (:func:`manifests_fingerprint`).
+    """
     snippet_material = [[s.code, sorted(s.options.items())] for s in chapter.snippets]
     return {
         "snippets": _digest(snippet_material),
@@ -105,8 +113,38 @@ def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
         "code": code,
         "labkit": __version__,
         "lab": lab,
+        "labs": list(chapter.labs),
         "fresh_lab": bool(chapter.meta.get("fresh_lab")),
     }
+
+
+def manifests_fingerprint(names: tuple[str, ...], fingerprints: dict[str, str]) -> str:
+    """One fingerprint for the manifests of the labs ``names`` (one lab: its own)."""
+    if len(names) == 1:
+        return fingerprints[names[0]]
+    return _digest({name: fingerprints[name] for name in names})
+
+
+class Fingerprints(dict[str, str]):
+    """Each lab's manifests fingerprint, read once per build, by lab name."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name: str) -> str:
+        value = topology.load(labs.manifests(name, self.root)).fingerprint
+        self[name] = value
+        return value
+
+
+def _check_labs(chapter: snippets.Chapter, root: Path) -> None:
+    """A chapter naming a lab that no manifests folder defines fails at its front matter."""
+    for name in chapter.labs:
+        try:
+            labs.manifests(name, root)
+        except labs.UnknownLab as exc:
+            raise SnippetError(chapter.path, 2, str(exc)) from exc
 
 
 def chapter_key(chapter: snippets.Chapter, lab: str, manifests: str, code: str) -> str:
@@ -156,12 +194,16 @@ def chapters(source: Path) -> list[Path]:
 
 
 def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
-             keep_going: bool) -> tuple[ChapterRun, list[SnippetRecord]]:
-    """Run every snippet against a live lab, recording each one's calls."""
-    run = ChapterRun(lab)
+             keep_going: bool, others: dict[str, tuple[Lab, Recorder]] | None = None,
+             ) -> tuple[ChapterRun, list[SnippetRecord]]:
+    """Run every snippet against a live lab (and ``others``), recording each one's calls."""
+    others = others or {}
+    run = ChapterRun(lab, others={name: each for name, (each, _) in others.items()})
     records: list[SnippetRecord] = []
     for snippet in chapter.snippets:
         recorder.calls = []
+        for _, other in others.values():
+            other.calls = recorder.calls  # one list: the calls in the order they were made
         skip = _skip_reason(snippet, lab.backend)
         result = run.run(snippet, skip=skip)
         records.append(SnippetRecord(snippet.line, snippet.code, recorder.calls,
@@ -188,7 +230,9 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript,
         )
     replayer = Replayer(transcript.inventory, chapter.path)
     lab = Lab(replayer)
-    run = ChapterRun(lab)
+    others = {name: Lab(Replayer(inventory, chapter.path, lab=name, queue=replayer._queue))
+              for name, inventory in transcript.labs.items()}
+    run = ChapterRun(lab, others=others)
     for snippet, record in zip(chapter.snippets, transcript.snippets, strict=True):
         if record.code != snippet.code:
             raise TranscriptError(
@@ -219,24 +263,33 @@ def _skip_reason(snippet: snippets.Snippet, backend: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _recording_lab(kind: str, manifests: Path,
-                   opened: dict[str, Lab]) -> Iterator[tuple[Lab, Recorder]]:
-    """A lab for one chapter: a fresh netns lab each time; the kind cluster is reused."""
+def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[str, Lab],
+                   ) -> Iterator[tuple[Lab, Recorder, dict[str, tuple[Lab, Recorder]]]]:
+    """The labs of one chapter, each behind a recorder: its own lab, then the others by name.
+
+    A fresh netns lab each time; a kind cluster is reused from one chapter to the next.
+    """
     from .lab import open_lab as _open
 
-    if kind == "kind":
-        if "kind" not in opened:
-            opened["kind"] = _open("kind", manifests=manifests)
-        base = opened["kind"]
-        recorder = Recorder(base._backend)
-        yield Lab(recorder), recorder
-        return
-    lab = _open(kind, manifests=manifests)
-    recorder = Recorder(lab._backend)
+    recorded: list[tuple[Lab, Recorder]] = []
+    owned: list[Lab] = []
     try:
-        yield Lab(recorder), recorder
+        for index, name in enumerate(names):
+            if kind == "kind":
+                key = f"kind:{name}"
+                if key not in opened:
+                    opened[key] = _open("kind", manifests=labs.manifests(name, root))
+                base = opened[key]
+            else:
+                base = _open(kind, manifests=labs.manifests(name, root))
+                owned.append(base)
+            recorder = Recorder(base._backend, lab=None if index == 0 else name)
+            recorded.append((Lab(recorder), recorder))
+        lab, recorder = recorded[0]
+        yield lab, recorder, dict(zip(names[1:], recorded[1:], strict=True))
     finally:
-        lab.close()
+        for base in owned:
+            base.close()
 
 
 def build(options: Options) -> list[Page]:
@@ -245,13 +298,19 @@ def build(options: Options) -> list[Page]:
         raise LabError(f"unknown build mode {options.mode!r}: choose {', '.join(MODES)}")
     store = Store(options.transcripts, scratch=options.state / "tmp")
     runs = Runs(options.state)
-    manifests = topology.load(options.manifests).fingerprint
+    fingerprints = Fingerprints(options.manifests)
+    fingerprints[labs.DEFAULT]  # a broken default lab fails the build before any chapter
     code = code_fingerprint()
     pages: list[Page] = []
     opened: dict[str, Lab] = {}
     try:
         for path in chapters(options.source):
             chapter = snippets.load(path, options.source.parent)
+            if not chapter.snippets:
+                manifests = ""
+            else:
+                _check_labs(chapter, options.manifests)
+                manifests = manifests_fingerprint(chapter.labs, fingerprints)
             pages.append(_build_one(chapter, options, store, runs, manifests, code, opened))
     finally:
         for lab in opened.values():
@@ -317,9 +376,11 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
           inputs: dict[str, Any], opened: dict[str, Lab]) -> Page:
     started = time.time()
     try:
-        with _recording_lab(options.lab, options.manifests, opened) as (lab, recorder):
-            run, records = run_live(chapter, lab, recorder, options.keep_going)
+        with recording_labs(options.lab, options.manifests, chapter.labs,
+                            opened) as (lab, recorder, others):
+            run, records = run_live(chapter, lab, recorder, options.keep_going, others)
             inventory = recorder.inventory()
+            other_inventories = {name: r.inventory() for name, (_, r) in others.items()}
     except LabUnavailable as exc:
         # Never fall back to old outputs by ourselves: a page must not pass a recording off
         # as this build's run. Replaying is the author's explicit choice.
@@ -329,7 +390,8 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
             hint=REPLAY_HINT,
         ) from exc
     errors = [r.error for r in run.runs if r.error]
-    provenance = Provenance(inventory["info"], "live", started)
+    provenance = Provenance(inventory["info"], "live", started,
+                            {name: inv["info"] for name, inv in other_inventories.items()})
     markdown = render_chapter(chapter, run.runs, run.namespace, provenance)
     if errors:  # a failed chapter must not replace the last good recording
         for error in errors:
@@ -338,7 +400,7 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
                     "its transcript is left as it was")
     else:
         transcript = Transcript(chapter.path, key, __version__, started, inventory, records,
-                                inputs=inputs)
+                                inputs=inputs, labs=other_inventories)
         store.save(transcript)
         runs.remember(transcript)
     options.log(f"labkit: {chapter.path}: ran {len(chapter.snippets)} snippets live "
@@ -349,7 +411,8 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
 def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Options,
               how: str) -> Page:
     run = run_replay(chapter, transcript, options.keep_going)
-    provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded)
+    provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded,
+                            {name: inv["info"] for name, inv in transcript.labs.items()})
     markdown = render_chapter(chapter, run.runs, run.namespace, provenance)
     options.log(f"labkit: {chapter.path}: {how} from {transcript.path}")
     return Page(chapter.path, Path(chapter.path).name, markdown, how,

@@ -3,10 +3,13 @@
 
 ::
 
-    labkit up                         start a netns lab in the background, print it
-    labkit status [--json]            what is up: backend, encapsulation, nodes, pods
-    labkit sh TARGET -- CMD...        run CMD in a node or pod, exit with its status
-    labkit down                       stop it
+    labkit up [LAB]                   start a netns lab in the background, print it
+    labkit status [LAB] [--json]      what is up: lab, backend, CNI, encapsulation, nodes, pods
+    labkit sh [LAB] TARGET -- CMD...  run CMD in a node or pod, exit with its status
+    labkit down [LAB]                 stop it
+
+LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such as
+``flannel``); ``--lab netns|kind`` picks the backend that runs it.
     labkit build [--lab L] [--replay] [--keep-going] [--fresh]
                                       run the chapters and build site/ with mkdocs
     labkit check [--lab L]            run every snippet live, diff against transcripts
@@ -23,7 +26,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, labs
 from .errors import LabError, LabUnavailable
 from .status import status_document, status_text
 
@@ -46,6 +49,15 @@ class _Command(argparse.ArgumentParser):
         return parsed, extras
 
 
+def _lab_name(name: str) -> str:
+    """A lab's name, checked against the manifests (argparse shows the error with the usage)."""
+    try:
+        labs.manifests(name)
+    except labs.UnknownLab as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit",
@@ -56,28 +68,37 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Command)
 
+    lab_help = "the lab's name: calico (the default) or a folder of manifests/, e.g. flannel"
     up = sub.add_parser("up", help="start a lab that stays up between commands")
-    up.add_argument("--lab", choices=LABS, default="netns")
-    up.add_argument("--name", default="default",
-                    help="several labs can be up at once under different names")
+    up.add_argument("cluster", nargs="?", default=None, metavar="LAB", help=lab_help,
+                    type=_lab_name)
+    up.add_argument("--lab", choices=LABS, default="netns", help="the backend")
+    up.add_argument("--name", default=None,
+                    help="several copies of a lab can be up at once under different names "
+                         "(default: the lab's name)")
 
     status = sub.add_parser("status", help="show the lab that is up")
+    status.add_argument("cluster", nargs="?", default=None, metavar="LAB", help=lab_help,
+                        type=_lab_name)
     status.add_argument("--json", action="store_true", help="print one JSON object")
-    status.add_argument("--lab", choices=LABS, default="netns")
-    status.add_argument("--name", default="default")
+    status.add_argument("--lab", choices=LABS, default="netns", help="the backend")
+    status.add_argument("--name", default=None)
 
     sh = sub.add_parser("sh", help="run a command in a node or a pod of the lab that is up",
-                        usage="labkit sh [--lab L] [--timeout S] TARGET -- CMD...")
-    sh.add_argument("--lab", choices=LABS, default="netns")
-    sh.add_argument("target", help="a node name (calico-ipip-worker2) or a pod name")
+                        usage="labkit sh [--lab L] [--timeout S] [LAB] TARGET -- CMD...")
+    sh.add_argument("--lab", choices=LABS, default="netns", help="the backend")
+    sh.add_argument("target", help="a node name (calico-ipip-worker2) or a pod name, "
+                                   "after the lab's name if you give it")
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     sh.add_argument("--timeout", type=float, default=60.0)
-    sh.add_argument("--name", default="default")
+    sh.add_argument("--name", default=None)
     sh.set_defaults(usage_error=sh.error)
 
     down = sub.add_parser("down", help="stop the lab that is up")
-    down.add_argument("--lab", choices=LABS, default="netns")
-    down.add_argument("--name", default="default")
+    down.add_argument("cluster", nargs="?", default=None, metavar="LAB", help=lab_help,
+                      type=_lab_name)
+    down.add_argument("--lab", choices=LABS, default="netns", help="the backend")
+    down.add_argument("--name", default=None)
 
     build = sub.add_parser("build", help="run the chapters and build the site with mkdocs")
     _build_options(build)
@@ -105,17 +126,43 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
                         help="show a failing snippet as an error box on its page and go on")
 
 
+def _cluster(args: argparse.Namespace) -> str:
+    return args.cluster or labs.DEFAULT
+
+
+def _instance(args: argparse.Namespace, target: str | None = None) -> str:
+    """Which detached netns lab a command means: ``--name``, else the lab's name, else the one
+    lab that is up (the one that has ``target``, for ``labkit sh``), else the default."""
+    if args.name:
+        return str(args.name)
+    if args.cluster:
+        return str(args.cluster)
+    from .netns import launcher
+
+    up = launcher.labs_up()
+    if target is not None:
+        having = [name for name, inventory in up.items()
+                  if any(t["name"] == target for t in (*inventory.get("nodes", ()),
+                                                        *inventory.get("pods", ())))]
+        if len(having) == 1:
+            return having[0]
+    if labs.DEFAULT not in up and len(up) == 1:
+        return next(iter(up))
+    return labs.DEFAULT
+
+
 def _up(args: argparse.Namespace) -> int:
+    manifests = labs.manifests(_cluster(args))
     if args.lab == "kind":
         from .kind import backend as kind_backend
 
-        cluster = kind_backend.start()
+        cluster = kind_backend.start(manifests)
         print(status_text(cluster.inventory()), end="")
         cluster.close()
         return 0
     from .netns import launcher
 
-    backend = launcher.start(name=args.name, detached=True)
+    backend = launcher.start(manifests, name=args.name or _cluster(args), detached=True)
     print(status_text(backend.inventory()), end="")
     return 0
 
@@ -124,11 +171,12 @@ def _status(args: argparse.Namespace) -> int:
     if args.lab == "kind":
         from .kind import backend as kind_backend
 
-        inventory = kind_backend.start(reuse_only=True).inventory()
+        inventory = kind_backend.start(labs.manifests(_cluster(args)),
+                                       reuse_only=True).inventory()
     else:
         from .netns import launcher
 
-        inventory = launcher.attach(args.name).inventory()
+        inventory = launcher.attach(_instance(args)).inventory()
     if args.json:
         print(json.dumps(status_document(inventory), indent=2, ensure_ascii=False))
     else:
@@ -137,6 +185,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _sh(args: argparse.Namespace) -> int:
+    args.cluster = None
+    if args.cmd[:1] != ["--"] and args.cmd[1:2] == ["--"] and args.target in labs.names():
+        # `labkit sh flannel flannel-worker -- ip route`: the lab's name came first.
+        args.cluster, args.target, args.cmd = args.target, args.cmd[0], args.cmd[1:]
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         args.usage_error("give the command after --, e.g. labkit sh NODE -- ip route")
@@ -145,11 +197,11 @@ def _sh(args: argparse.Namespace) -> int:
     if args.lab == "kind":
         from .kind import backend as kind_backend
 
-        lab = Lab(kind_backend.start(reuse_only=True))
+        lab = Lab(kind_backend.start(labs.manifests(_cluster(args)), reuse_only=True))
     else:
         from .netns import launcher
 
-        lab = Lab(launcher.attach(args.name))
+        lab = Lab(launcher.attach(_instance(args, args.target)))
     command = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
     try:
         result = lab.sh(args.target, command, timeout=args.timeout, check=False)
@@ -165,12 +217,14 @@ def _down(args: argparse.Namespace) -> int:
     if args.lab == "kind":
         from .kind import backend as kind_backend
 
-        print("kind cluster deleted" if kind_backend.delete() else "no kind cluster to delete")
+        deleted = kind_backend.delete(manifests=labs.manifests(_cluster(args)))
+        print("kind cluster deleted" if deleted else "no kind cluster to delete")
         return 0
     from .netns import launcher
 
-    launcher.attach(args.name).shutdown()
-    print(f"lab {args.name!r} is down")
+    name = _instance(args)
+    launcher.attach(name).shutdown()
+    print(f"lab {name!r} is down")
     return 0
 
 

@@ -129,21 +129,30 @@ def snippet_error(exc: BaseException, snippet: Snippet,
 class ChapterRun:
     """The shared namespace of one chapter, and the snippets run in it so far."""
 
-    def __init__(self, lab: Lab, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, lab: Lab, extra: dict[str, Any] | None = None,
+                 others: dict[str, Lab] | None = None) -> None:
+        """``others``: the other labs the chapter uses (front matter ``labs``), by name.
+
+        The snippets get them, with ``lab`` under its own name, as ``labs``; commands run
+        in any of them show on the page in the order they ran.
+        """
         import labkit
 
         self.lab = lab
         self.runs: list[SnippetRun] = []
         self._current: SnippetRun | None = None
         self._stack: list[list[Block]] = []
+        self.labs: dict[str, Lab] = {lab.name: lab, **(others or {})}
         self.namespace: dict[str, Any] = {
             "__name__": "__chapter__",
             "lab": lab,
+            "labs": dict(self.labs),
             "show": self.show,
             "labkit": labkit,
             **(extra or {}),
         }
-        lab.observe(self._on_event)
+        for each in self.labs.values():
+            each.observe(self._on_event)
 
     def show(self, figure: Any) -> None:
         """Put a figure (anything with a ``markdown()`` method) on the page here."""

@@ -90,6 +90,9 @@ class Pod(Target):
     """The runtime's name for its network namespace (``cni-<uuid>``)."""
     prompt: str
     _lab: Lab = field(repr=False)
+    cni: list[dict[str, Any]] = field(default_factory=list, hash=False, repr=False)
+    """Flannel labs: each CNI plugin run to attach it (``plugin``, ``ifname``, the
+    ``config`` it read on stdin, the ``result`` JSON it printed), in order."""
 
 
 class Background:
@@ -149,6 +152,16 @@ class Lab:
     def backend(self) -> str:
         """``netns`` (the replica), ``kind`` (the real cluster) or ``replay`` (a transcript)."""
         return str(self.info["backend"])
+
+    @property
+    def name(self) -> str:
+        """The lab's name: the manifests folder it was built from (``calico``, ``flannel``)."""
+        return str(self.info.get("lab", "calico"))
+
+    @property
+    def cni(self) -> str:
+        """The CNI its cluster runs: ``calico`` or ``flannel``."""
+        return str(self.info.get("cni", "calico"))
 
     @property
     def encapsulation(self) -> str:
@@ -266,8 +279,19 @@ class Lab:
         self.close()
 
 
-def open_lab(kind: str = "netns", **options: Any) -> Lab:
-    """Start a lab and return it; ``kind`` is ``netns`` (the default) or ``kind``."""
+def open_lab(kind: str = "netns", *, lab: str | None = None, **options: Any) -> Lab:
+    """Start a lab and return it.
+
+    ``kind`` is the backend: ``netns`` (the replica, the default) or ``kind`` (the real
+    cluster).  ``lab`` names the cluster (see :mod:`labkit.labs`): ``calico`` (the
+    default) or another folder of ``manifests/``, such as ``flannel``.
+    """
+    if lab is not None:
+        from . import labs
+
+        if "manifests" in options:
+            raise LabError("open_lab: give the lab's name or its manifests, not both")
+        options["manifests"] = labs.manifests(lab)
     if kind == "netns":
         from .netns import launcher
 

@@ -27,12 +27,22 @@ def _raise(record: dict[str, Any]) -> None:
     raise LabError(record["message"])
 
 
-class Recorder:
-    """Passes calls to ``backend`` and keeps each call with its answer in ``calls``."""
+def _which(lab: str | None) -> str:
+    return "the chapter's own lab" if lab is None else f"the {lab} lab"
 
-    def __init__(self, backend: Backend) -> None:
+
+class Recorder:
+    """Passes calls to ``backend`` and keeps each call with its answer in ``calls``.
+
+    A chapter that uses more than one lab has a recorder per lab sharing one ``calls``
+    list, so the calls stay in the order they were made; ``lab`` names the lab on each
+    call of a lab other than the chapter's own.
+    """
+
+    def __init__(self, backend: Backend, lab: str | None = None) -> None:
         self.backend = backend
         self.name = backend.name
+        self.lab = lab
         self.calls: list[dict[str, Any]] = []
         self._inventory: Inventory | None = None
 
@@ -42,6 +52,8 @@ class Recorder:
         return self._inventory
 
     def _call(self, record: dict[str, Any], method: Any, *args: Any) -> Any:
+        if self.lab is not None:
+            record["lab"] = self.lab
         self.calls.append(record)
         try:
             answer = method(*args)
@@ -74,22 +86,43 @@ class Recorder:
         self.backend.close()
 
 
+class Queue:
+    """The recorded calls of the snippet being replayed, shared by the replayers of its labs."""
+
+    def __init__(self, where: str) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.where = where
+
+
 class Replayer:
-    """Answers calls from a transcript, checking each is the call that was recorded."""
+    """Answers calls from a transcript, checking each is the call that was recorded.
+
+    ``lab`` is None for the chapter's own lab, else the name its calls were recorded
+    under; the replayers of one chapter share a :class:`Queue`.
+    """
 
     name = "replay"
     replays = True
     """Nothing runs: :meth:`labkit.lab.Lab.pause` need not wait."""
 
-    def __init__(self, inventory: Inventory, where: str) -> None:
+    def __init__(self, inventory: Inventory, where: str, *, lab: str | None = None,
+                 queue: Queue | None = None) -> None:
         self._inventory = inventory
-        self.where = where
-        self._calls: list[dict[str, Any]] = []
+        self.lab = lab
+        self._queue = queue or Queue(where)
+
+    @property
+    def where(self) -> str:
+        return self._queue.where
+
+    @property
+    def _calls(self) -> list[dict[str, Any]]:
+        return self._queue.calls
 
     def load(self, calls: list[dict[str, Any]], where: str) -> None:
         """Queue the recorded calls of the next snippet (``where`` is its file:line)."""
-        self._calls = list(calls)
-        self.where = where
+        self._queue.calls = list(calls)
+        self._queue.where = where
 
     def leftover(self) -> list[dict[str, Any]]:
         return self._calls
@@ -106,6 +139,12 @@ class Replayer:
             )
         record = self._calls.pop(0)
         recorded = {k: record.get(k) for k in expected}
+        if record.get("lab") != self.lab:
+            raise TranscriptError(
+                f"{self.where}: the snippet now calls {op} on {_which(self.lab)}, but the "
+                f"transcript recorded a call on {_which(record.get('lab'))}; rebuild with a "
+                "lab to record it"
+            )
         if record["op"] != op or recorded != expected:
             raise TranscriptError(
                 f"{self.where}: the snippet now calls {op} {expected}, but the transcript "

@@ -16,7 +16,7 @@ import datetime as dt
 import html
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
@@ -32,7 +32,7 @@ MAX_LINES = 200
 """A command's output longer than this is cut on the page (the transcript keeps it all)."""
 MAX_LINE_CHARS = 10_000
 """A line of output longer than this is cut on the page too."""
-LABKIT_META = ("normalize", "fresh_lab")
+LABKIT_META = ("normalize", "fresh_lab", "lab", "labs")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}<>&|#])")
 # What makes a line of prose start a block: a list item, an admonition (!!!), a collapsible
 # (???), a tab (===), a rule or setext underline, a fence (~~~). Mid-line the same characters
@@ -50,6 +50,8 @@ class Provenance:
     """``live`` (run during this build) or ``replay`` (from a transcript)."""
     recorded: float
     """When the outputs were printed (the live run's time, for a replay too)."""
+    others: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The facts of the other labs the page's chapter used, by lab name."""
 
     def stamp(self, started: float | None = None) -> str:
         """What differs from block to block: when it ran, and whether this build ran it."""
@@ -60,14 +62,19 @@ class Provenance:
         """The whole provenance, once per page: lab, versions, when, live or replayed."""
         info = self.info
         if info.get("backend") == "netns":
-            # The replica runs no Calico: it is built by Calico's rules, and says so.
-            parts = ["netns 复刻实验室", f"按 Calico {info.get('calico', '?')} 的规则复刻"]
+            # The replica runs no Calico (or flanneld): it is built by their rules, and says so.
+            parts = ["netns 复刻实验室", f"按 {cni_text(info)} 的规则复刻"]
         else:
             parts = [LAB_NAMES.get(str(info.get("backend")), str(info.get("backend"))),
-                     f"Calico {info.get('calico', '?')}"]
+                     cni_text(info)]
+        if info.get("lab", "calico") != "calico":
+            parts.insert(1, f"{info['lab']} 实验室")
         parts += [f"{info.get('encapsulation', '?')} 模式", f"Linux {info.get('kernel', '?')}"]
         if info.get("kubernetes"):
             parts.append(f"Kubernetes {info['kubernetes']}")
+        for name, other in self.others.items():
+            parts.append(f"对照：{name} 实验室（{cni_text(other)}，"
+                         f"{other.get('encapsulation', '?')} 模式）")
         parts.append(f"本次构建实时运行（{_utc(self.recorded)}）" if self.mode == "live"
                      else replay_mark(self.recorded))
         return " · ".join(parts)
@@ -79,6 +86,13 @@ LAB_NAMES = {"netns": "netns 复刻实验室", "kind": "kind 集群"}
 def replay_mark(recorded: float) -> str:
     """How a replayed output says so."""
     return f"回放自 transcript（记录于 {_utc(recorded)}）"
+
+
+def cni_text(info: dict[str, Any]) -> str:
+    """The lab's CNI and its version, as the page names them: ``Calico v3.23.5``."""
+    if info.get("cni") == "flannel":
+        return f"Flannel {info.get('flannel', '?')}"
+    return f"Calico {info.get('calico', '?')}"
 
 
 def _utc(stamp: float) -> str:
@@ -363,6 +377,9 @@ def banner(provenance: Provenance) -> str:
         title=_attr(title),
         described=html.escape(provenance.describe()),
         backend=info.get("backend"),
+        cni=info.get("cni", "calico"),
+        flannel=html.escape(str(info.get("flannel", ""))),
+        others=[html.escape(f"{name}（{cni_text(o)}）") for name, o in provenance.others.items()],
         calico=html.escape(str(info.get("calico", ""))),
         encapsulation=info.get("encapsulation"),
         single_id=info.get("user_namespace") == "single",

@@ -160,12 +160,11 @@ def check(args: argparse.Namespace) -> int:
     run lists everything that drifted.  A lab that cannot start stops it (exit 1).
     """
     # Imported here: `labkit build` only starts mkdocs, and should not pay for the check.
-    from . import snippets
-    from .build import chapters, run_live
+    from . import snippets, topology
+    from .build import chapters, recording_labs, run_live
     from .drift import compare
     from .errors import TranscriptError
-    from .lab import Lab, open_lab
-    from .recording import Recorder
+    from .labs import DEFAULT
     from .transcript import Store
 
     root = project_root()
@@ -195,9 +194,17 @@ def check(args: argparse.Namespace) -> int:
                   f"this check runs on {args.lab}, so there is nothing to compare")
             problems += 1
             continue
-        with open_lab(args.lab) as base:
-            recorder = Recorder(base._backend)
-            _, live = run_live(chapter, Lab(recorder), recorder, keep_going=True)
+        recorded_labs = [transcript.inventory.get("info", {}).get("lab", DEFAULT),
+                         *transcript.labs]
+        if recorded_labs != list(chapter.labs):
+            print(f"{chapter.path}:1: {shown} was recorded on the labs "
+                  f"{', '.join(recorded_labs)}; the chapter now runs on "
+                  f"{', '.join(chapter.labs)}: record it again with `nox -s build`")
+            problems += 1
+            continue
+        with recording_labs(args.lab, topology.MANIFESTS, chapter.labs, {}) as (
+                lab, recorder, others):
+            _, live = run_live(chapter, lab, recorder, keep_going=True, others=others)
         count, drifts = compare(chapter, transcript, live, shown)
         compared += count
         problems += len(drifts)

@@ -23,7 +23,9 @@ Options (all optional):
     added to the chapter's (see :mod:`labkit.normalize`).
 
 A chapter may start with YAML front matter; labkit reads ``title``,
-``normalize`` (a list) and ``fresh_lab`` from it and passes the rest on.
+``normalize`` (a list), ``fresh_lab``, ``lab`` (the lab the chapter runs on, bound
+as ``lab``: default ``calico``) and ``labs`` (other labs it uses too, bound with it
+in ``labs``, by name) from it and passes the rest on.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ LANGUAGE = "python"
 DEFAULT_TIMEOUT = 120.0
 OPTIONS = ("hide", "lab", "normalize", "timeout")
 LABS = ("kind", "netns")
+"""The backends a snippet may need (``lab=kind``): not the named labs of :mod:`labkit.labs`."""
+DEFAULT_LAB = "calico"
 
 # A fence opens with 3+ backticks or tildes, indented at most 3 spaces (CommonMark 4.5).
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -113,6 +117,16 @@ class Chapter:
     @property
     def normalizers(self) -> tuple[str, ...]:
         return tuple(self.meta.get("normalize", ()))
+
+    @property
+    def lab(self) -> str:
+        """The lab the chapter runs on (front matter ``lab``)."""
+        return str(self.meta.get("lab", DEFAULT_LAB))
+
+    @property
+    def labs(self) -> tuple[str, ...]:
+        """Every lab the chapter uses: its own first, then the front matter's ``labs``."""
+        return (self.lab, *self.meta.get("labs", ()))
 
 
 def parse_options(info: str, where: str) -> dict[str, Any]:
@@ -186,6 +200,7 @@ def _front_matter(text: str, path: str) -> tuple[dict[str, Any], int]:
         raise SnippetError(path, line, f"front matter is not valid YAML: {exc}") from exc
     if not isinstance(meta, dict):
         raise SnippetError(path, 2, "front matter must be a YAML mapping (key: value)")
+    _check_labs(meta, path)
     normalizers = meta.get("normalize", [])
     if not isinstance(normalizers, list):
         raise SnippetError(path, 2, "front matter `normalize` must be a list of names")
@@ -197,6 +212,22 @@ def _front_matter(text: str, path: str) -> tuple[dict[str, Any], int]:
                 path, 2, f"unknown normaliser {name!r} (known: {', '.join(NORMALIZERS)})"
             )
     return meta, 4 + close.end()
+
+
+def _check_labs(meta: dict[str, Any], path: str) -> None:
+    from .labs import NAME
+
+    lab = meta.get("lab", DEFAULT_LAB)
+    if not isinstance(lab, str) or not NAME.match(lab):
+        raise SnippetError(path, 2, f"front matter `lab` must be a lab's name (a folder of "
+                                    f"manifests/, or {DEFAULT_LAB!r}), not {lab!r}")
+    others = meta.get("labs", [])
+    if not isinstance(others, list) or not all(isinstance(o, str) and NAME.match(o)
+                                               for o in others):
+        raise SnippetError(path, 2, "front matter `labs` must be a list of labs' names "
+                                    f"(the labs the chapter uses besides `lab`), not {others!r}")
+    if len(set(others)) != len(others) or lab in others:
+        raise SnippetError(path, 2, "front matter `labs` names a lab twice (or `lab` again)")
 
 
 def lines(text: str) -> list[str]:

@@ -14,7 +14,9 @@ def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
     """What ``labkit status --json`` prints: the documented keys first, then the rest."""
     info = inventory["info"]
     return {
+        "lab": info.get("lab", "calico"),
         "backend": info["backend"],
+        "cni": cni_name(info),
         "encapsulation": info["encapsulation"],
         "pool": info.get("pool"),
         "nodes": [{"name": n["name"], "ip": n["ip"], "block": n["block"]}
@@ -31,10 +33,11 @@ def status_text(inventory: dict[str, Any]) -> str:
     pool = info.get("pool") or {}
     mode = "".join(f"  {key}: {pool[key]}" for key in ("ipipMode", "vxlanMode") if key in pool)
     lines = [
-        f"lab: {info['backend']}  cluster: {info.get('cluster', '?')}  "
-        f"calico: {info.get('calico', '?')}  encapsulation: {info['encapsulation']}{mode}",
+        f"lab: {info.get('lab', 'calico')}  backend: {info['backend']}  "
+        f"cluster: {info.get('cluster', '?')}  cni: {cni_name(info)}  "
+        f"encapsulation: {info['encapsulation']}{mode}",
         "",
-        _table(["NODE", "IP", "BLOCK", "TUNNEL"],
+        _table(["NODE", "IP", "SUBNET" if info.get("cni") == "flannel" else "BLOCK", "TUNNEL"],
                [[n["name"], n["ip"], n["block"],
                  f"{n['tunnel_device']} {n['tunnel_ip']}" if n["tunnel_device"] else "-"]
                 for n in inventory["nodes"]]),
@@ -56,6 +59,12 @@ def status_text(inventory: dict[str, Any]) -> str:
     if missing:
         lines += ["", "missing: " + ", ".join(f"{t} (package {p})" for t, p in missing.items())]
     return "\n".join(lines) + "\n"
+
+
+def cni_name(info: dict[str, Any]) -> str:
+    """``calico v3.23.5`` or ``flannel v0.22.0``: the CNI the lab's cluster runs."""
+    cni = str(info.get("cni", "calico"))
+    return f"{cni} {info.get(cni, '?')}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -55,21 +55,28 @@ def parse_document(document: Document) -> Iterable[Region]:
 
 
 def _lab_for(namespace: dict[str, Any], chapter: snippets.Chapter) -> Lab:
-    """The session's lab, or a fresh one for a chapter that asks (``fresh_lab: true``)."""
+    """The session's lab, or a fresh one for a chapter that asks (``fresh_lab: true``) or
+    that runs on another lab (front matter ``lab``); the chapter's other labs (``labs``)
+    the same way, in ``__labkit_others__``."""
     if "__labkit_lab__" in namespace:
         lab: Lab = namespace["__labkit_lab__"]
         return lab
     shared = namespace["lab"]
     assert isinstance(shared, Lab)
-    if chapter.meta.get("fresh_lab"):
+    owned: list[Lab] = namespace.setdefault("__labkit_owned__", [])
+    chosen: dict[str, Lab] = {}
+    for name in chapter.labs:
+        if name == shared.name and not chapter.meta.get("fresh_lab"):
+            chosen[name] = shared
+            continue
         try:
-            lab = open_lab(shared.backend)
+            chosen[name] = open_lab(shared.backend, lab=name)
         except LabUnavailable as exc:
             pytest.skip(f"{NO_LAB}: {exc.one_line()}")
-        namespace["__labkit_owned__"] = lab
-    else:
-        lab = shared
+        owned.append(chosen[name])
+    lab = chosen.pop(chapter.lab)
     namespace["__labkit_lab__"] = lab
+    namespace["__labkit_others__"] = chosen
     return lab
 
 
@@ -81,7 +88,7 @@ def evaluate(example: Example) -> None:
     lab = _lab_for(namespace, chapter)
     run: ChapterRun | None = namespace.get("__labkit_run__")
     if run is None:
-        run = ChapterRun(lab)
+        run = ChapterRun(lab, others=namespace["__labkit_others__"])
         namespace["__labkit_run__"] = run
     index = chapter.snippets.index(snippet)
     if len(run.runs) != index:
@@ -105,8 +112,9 @@ def _check_drift(namespace: dict[str, Any], chapter: snippets.Chapter, snippet: 
         pytest.fail(str(exc), pytrace=False)
     recorded = transcript.inventory["info"] if transcript else {}
     live_info = namespace["__labkit_lab__"].info
-    if transcript is None or any(recorded.get(k) != live_info.get(k)
-                                 for k in ("backend", "encapsulation")):
+    if transcript is None or any(recorded.get(k, "calico" if k == "lab" else None)
+                                 != live_info.get(k, "calico" if k == "lab" else None)
+                                 for k in ("backend", "encapsulation", "lab")):
         # Nothing recorded on a lab like this one to compare with (a kernel with the ipip
         # module builds the IPIP replica, whose devices differ from the VXLAN one).
         return
@@ -123,8 +131,7 @@ def _check_drift(namespace: dict[str, Any], chapter: snippets.Chapter, snippet: 
 
 
 def teardown(namespace: dict[str, Any]) -> None:
-    owned = namespace.pop("__labkit_owned__", None)
-    if owned is not None:
+    for owned in namespace.pop("__labkit_owned__", []):
         owned.close()
 
 

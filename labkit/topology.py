@@ -8,6 +8,7 @@ must decide.  Every mistake in them is reported with the file and the key.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -52,7 +53,10 @@ class NodeSpec:
     ip: str
     """The node's address on docker's ``kind`` network (its ``eth0``)."""
     block: str
-    """The node's IPAM block; its first address is the tunnel address."""
+    """The node's IPAM block (Calico) or podCIDR (Flannel); its first address is the
+    tunnel device's address."""
+    vtep_mac: str = ""
+    """Flannel only: the MAC of the node's ``flannel.1``."""
 
     @property
     def tunnel_ip(self) -> str:
@@ -89,6 +93,11 @@ class Topology:
     ipip_fallback: str = ""
     """``replica.yaml``'s ``ipipFallback``: what the replica builds instead of IPIP on a
     kernel without the ``ipip`` module (``VXLAN``); empty: such a lab fails to start."""
+    cni: str = "calico"
+    """``calico`` or ``flannel``: which file beside kind-cluster.yaml says how pods attach."""
+    flannel_version: str = ""
+    lab: str = "calico"
+    """The lab's name (its manifests folder; see :mod:`labkit.labs`)."""
 
     @property
     def encapsulation(self) -> str:
@@ -143,6 +152,20 @@ def manifest_field(doc: Any, path: str, file: str, kind: type = str,
 
 def load(directory: Path = MANIFESTS) -> Topology:
     """Read and cross-check the manifests; raise :class:`TopologyError` naming the problem."""
+    if (directory / "flannel.yaml").is_file():
+        return _load_flannel(directory)
+    return dataclasses.replace(_load_calico(directory), lab=_lab_name(directory))
+
+
+def _lab_name(directory: Path) -> str:
+    from . import labs
+
+    if (directory.parent / "kind-cluster.yaml").is_file() and labs.NAME.match(directory.name):
+        return directory.name
+    return labs.DEFAULT
+
+
+def _load_calico(directory: Path) -> Topology:
     kind_cfg = read_manifest(directory, "kind-cluster.yaml")
     calico_cfg = read_manifest(directory, "calico.yaml")
     deploy = read_manifest(directory, "app-deployment.yaml")
@@ -254,4 +277,112 @@ def load(directory: Path = MANIFESTS) -> Topology:
         pods=tuple(pods),
         fingerprint=digest.hexdigest(),
         ipip_fallback=fallback,
+    )
+
+
+FLANNEL_FILES = ("kind-cluster.yaml", "flannel.yaml", "app-deployment.yaml", "replica.yaml")
+
+
+def _load_flannel(directory: Path) -> Topology:
+    """The Flannel lab: kind's config, flannel.yaml, the Deployment, and the replica's choices."""
+    where = _lab_name(directory)
+    shown = f"manifests/{where}"
+
+    def fail(message: str) -> TopologyError:
+        return TopologyError(f"{shown}/{message}")
+
+    kind_cfg = read_manifest(directory, "kind-cluster.yaml")
+    cfg = read_manifest(directory, "flannel.yaml")
+    deploy = read_manifest(directory, "app-deployment.yaml")
+    replica = read_manifest(directory, "replica.yaml")
+
+    def field_of(doc: Any, path: str, file: str, kind: type = str) -> Any:
+        try:
+            return manifest_field(doc, path, file, kind)
+        except TopologyError as exc:
+            raise fail(str(exc).removeprefix("manifests/")) from None
+
+    cluster = field_of(kind_cfg, "name", "kind-cluster.yaml")
+    subnet = field_of(kind_cfg, "networking.podSubnet", "kind-cluster.yaml")
+    roles = [field_of(n, "role", "kind-cluster.yaml")
+             for n in field_of(kind_cfg, "nodes", "kind-cluster.yaml", list)]
+    images = [n.get("image", "") for n in kind_cfg["nodes"]]
+    network = field_of(cfg, "netConf.Network", "flannel.yaml")
+    backend = field_of(cfg, "netConf.Backend.Type", "flannel.yaml")
+    if network != subnet:
+        raise fail(f"flannel.yaml: `netConf.Network` {network} must be kind's podSubnet "
+                   f"{subnet} (kube-flannel.yml's net-conf.json and kubeadm agree)")
+    if backend != "vxlan":
+        raise fail(f"flannel.yaml: `netConf.Backend.Type` {backend!r}: the replica builds "
+                   "the vxlan backend only")
+    try:
+        pod_net = ipaddress.ip_network(subnet)
+    except ValueError as exc:
+        raise fail(f"kind-cluster.yaml: bad podSubnet {subnet!r}") from exc
+    wanted = node_names(cluster, roles)
+    placed = field_of(replica, "nodes", "replica.yaml", dict)
+    if sorted(placed) != sorted(wanted):
+        raise fail(f"replica.yaml: `nodes` must be exactly kind's node names for {cluster!r}: "
+                   f"{', '.join(wanted)} (found: {', '.join(placed) or 'none'})")
+    nodes = []
+    for name, role, image in zip(wanted, roles, images, strict=True):
+        ip = field_of(placed[name], "ip", "replica.yaml")
+        node_subnet = field_of(placed[name], "subnet", "replica.yaml")
+        mac = field_of(placed[name], "vtepMAC", "replica.yaml").lower()
+        try:
+            in_underlay = ipaddress.ip_address(ip) in ipaddress.ip_network("172.18.0.0/16")
+            net = ipaddress.ip_network(node_subnet)
+        except ValueError as exc:
+            raise fail(f"replica.yaml: node {name}: {exc}") from exc
+        if not in_underlay:
+            raise fail(f"replica.yaml: node {name}: {ip} is not in 172.18.0.0/16")
+        if not net.subnet_of(pod_net) or net.prefixlen != 24:  # type: ignore[arg-type]
+            raise fail(f"replica.yaml: node {name}: subnet {node_subnet} is not a /24 of "
+                       f"{subnet} (kube-controller-manager's --node-cidr-mask-size)")
+        octets = mac.split(":")
+        if len(octets) != 6 or not all(len(o) == 2 for o in octets) or \
+                any(c not in "0123456789abcdef" for o in octets for c in o) or \
+                int(octets[0], 16) & 3 != 2:
+            raise fail(f"replica.yaml: node {name}: vtepMAC {mac!r} is not a locally "
+                       "administered unicast MAC (like the kernel's random ones)")
+        nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=node_subnet,
+                              vtep_mac=mac))
+    if len({n.block for n in nodes}) != len(nodes):
+        raise fail("replica.yaml: two nodes share a subnet")
+
+    namespace = deploy.get("metadata", {}).get("namespace", "default")
+    replicas = field_of(deploy, "spec.replicas", "app-deployment.yaml", int)
+    labels = field_of(deploy, "spec.template.metadata.labels", "app-deployment.yaml", dict)
+    containers = field_of(deploy, "spec.template.spec.containers", "app-deployment.yaml", list)
+    listed = field_of(replica, "pods", "replica.yaml", list)
+    if len(listed) != replicas:
+        raise fail(f"replica.yaml: lists {len(listed)} pods but the Deployment in "
+                   f"{shown}/app-deployment.yaml asks for {replicas} replicas")
+    # host-local hands out addresses in order from .2 (.1 is cni0's): what the plugin will
+    # give, written down so a test can tell if it gives something else.
+    next_free = {n.name: iter(list(ipaddress.ip_network(n.block).hosts())[1:]) for n in nodes}
+    pods = []
+    for entry in listed:
+        name = field_of(entry, "name", "replica.yaml")
+        node = field_of(entry, "node", "replica.yaml")
+        if node not in next_free:
+            raise fail(f"replica.yaml: pod {name} is on {node!r}, which is not a node "
+                       f"({', '.join(wanted)})")
+        pods.append(PodSpec(name=name, namespace=namespace, node=node,
+                            ip=str(next(next_free[node])), labels=dict(labels),
+                            image=containers[0].get("image", "")))
+    if len({p.name for p in pods}) != len(pods):
+        raise fail("replica.yaml: two pods share a name")
+    digest = hashlib.sha256()
+    for file in FLANNEL_FILES:
+        if file == "flannel.yaml":
+            shaping = {"version": cfg.get("version"), "netConf": cfg.get("netConf")}
+            content = json.dumps(shaping, sort_keys=True).encode()
+        else:
+            content = (directory / file).read_bytes()
+        digest.update(file.encode() + b"\0" + content)
+    return Topology(
+        cluster=cluster, pod_subnet=subnet, calico_version="", ipip_mode="", vxlan_mode="",
+        nodes=tuple(nodes), pods=tuple(pods), fingerprint=digest.hexdigest(), cni="flannel",
+        flannel_version=field_of(cfg, "version", "flannel.yaml"), lab=where,
     )

@@ -94,10 +94,14 @@ class Transcript:
     inputs: dict[str, Any] = field(default_factory=dict)
     """What the key was made of (see :func:`labkit.build.key_inputs`): says why it changed."""
     path: Path | None = None
+    labs: dict[str, Inventory] = field(default_factory=dict)
+    """The inventories of the other labs the chapter used (front matter ``labs:``), by name;
+    their calls carry ``lab: NAME``."""
 
     def to_data(self) -> dict[str, Any]:
         """The file's content (without the checksum), in the compact form it is written in."""
-        prompts = _prompts(self.inventory)
+        prompts = _prompts(self.inventory, self.labs)
+        others = {"labs": self.labs} if self.labs else {}
         return {
             "format": FORMAT,
             "chapter": self.chapter,
@@ -106,6 +110,7 @@ class Transcript:
             "labkit": self.labkit,
             "recorded": self.recorded,
             "inventory": self.inventory,
+            **others,
             "snippets": [
                 {"line": s.line, "started": s.started, "code": s.code, "error": s.error,
                  "calls": [_compact(call, prompts) for call in s.calls]}
@@ -125,15 +130,23 @@ def checksum(data: dict[str, Any]) -> str:
 
 # -- the compact form of a call ---------------------------------------------------------------
 
-def _prompts(inventory: Inventory) -> dict[str, str]:
-    return {t["name"]: t.get("prompt", "") for t in (*inventory.get("nodes", ()),
-                                                      *inventory.get("pods", ()))}
+Prompts = dict[str | None, dict[str, str]]
+"""Each lab's prompts by target name; ``None`` is the chapter's own lab."""
 
 
-def _compact(call: dict[str, Any], prompts: dict[str, str]) -> dict[str, Any]:
+def _prompts(inventory: Inventory, others: dict[str, Inventory] | None = None) -> Prompts:
+    labs: dict[str | None, Inventory] = {None: inventory}
+    labs.update(others or {})
+    return {name: {t["name"]: t.get("prompt", "") for t in (*each.get("nodes", ()),
+                                                             *each.get("pods", ()))}
+            for name, each in labs.items()}
+
+
+def _compact(call: dict[str, Any], every: Prompts) -> dict[str, Any]:
     """Leave out of a call's result what the call or the inventory already says."""
     if "result" not in call:
         return dict(call)
+    prompts = every.get(call.get("lab"), {})
     result = dict(call["result"])
     for name in ("command", "target"):
         if name in call and result.get(name) == call[name]:
@@ -152,10 +165,11 @@ def _compact(call: dict[str, Any], prompts: dict[str, str]) -> dict[str, Any]:
     return {**call, "result": {**ordered, **result}}
 
 
-def _expand(call: dict[str, Any], prompts: dict[str, str]) -> dict[str, Any]:
+def _expand(call: dict[str, Any], every: Prompts) -> dict[str, Any]:
     """The inverse of :func:`_compact`: the call with its full :class:`Result` fields."""
     if "result" not in call:
         return call
+    prompts = every.get(call.get("lab"), {})
     result = dict(call["result"])
     for name in ("command", "target"):
         if name not in result and name in call:
@@ -238,7 +252,8 @@ def loads(text: str, path: Path) -> Transcript:
         )
     try:
         inventory = data["inventory"]
-        prompts = _prompts(inventory)
+        labs = dict(data.get("labs") or {})
+        prompts = _prompts(inventory, labs)
         snippets = []
         for s in data["snippets"]:
             calls = [_expand(dict(c), prompts) for c in s["calls"]]
@@ -258,6 +273,7 @@ def loads(text: str, path: Path) -> Transcript:
             snippets=snippets,
             inputs=dict(data.get("inputs") or {}),
             path=path,
+            labs=labs,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TranscriptError(f"{path}: missing or malformed field ({exc})") from exc

@@ -2,6 +2,7 @@
 # gets one line and exit 1, a command's own exit status comes back unchanged.
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,8 +34,12 @@ BAD = {
                                  "--site: expected one argument"),
     "stray argument": (["build", "chapters"], "labkit build", "unrecognized arguments: chapters"),
     "unknown option of up": (["up", "--bogus"], "labkit up", "unrecognized arguments: --bogus"),
-    "extra argument to status": (["status", "--json", "extra"], "labkit status",
+    "extra argument to status": (["status", "--json", "calico", "extra"], "labkit status",
                                  "unrecognized arguments: extra"),
+    "a lab no manifests define": (["status", "nosuch"], "labkit status",
+                                  "argument LAB: no lab named 'nosuch'"),
+    "up a lab no manifests define": (["up", "Flannel"], "labkit up",
+                                     "argument LAB: no lab named 'Flannel'"),
     "sh without a target": (["sh"], "labkit sh", "required: target"),
     "sh without a command": (["sh", "calico-ipip-worker2"], "labkit sh",
                              "give the command after --"),
@@ -138,3 +143,42 @@ def test_a_site_that_cannot_be_put_there_is_one_line_and_exit_1(tmp_path: Path,
     assert line.startswith(f"labkit: cannot put the site at {where}: ")
     assert (project.root / "a-file").read_text() == "not a folder\n"
     assert not list((project.root / ".labkit").glob("site-*"))
+
+
+@pytest.fixture(scope="module")
+def flannel_up() -> Iterator[str]:
+    """The Flannel lab, detached under a name of its own."""
+    name = f"cli-fl-{uuid.uuid4().hex[:8]}"
+    started = labkit("up", "flannel", "--name", name)
+    if started.returncode != 0:
+        pytest.skip(f"no netns lab here: {started.stderr.strip()}")
+    try:
+        yield name
+    finally:
+        labkit("down", "flannel", "--name", name)
+
+
+def test_up_status_sh_and_down_take_the_labs_name_and_status_says_its_cni(
+        flannel_up: str) -> None:
+    status = labkit("status", "flannel", "--name", flannel_up)
+    assert status.returncode == 0, status.stderr
+    first = status.stdout.splitlines()[0]
+    assert first == ("lab: flannel  backend: netns  cluster: flannel  cni: flannel v0.22.0  "
+                     "encapsulation: VXLAN")
+    assert "flannel-worker2         172.18.0.4   10.244.2.0/24   flannel.1 10.244.2.0" \
+        in status.stdout
+    as_json = labkit("status", "flannel", "--name", flannel_up, "--json")
+    document = json.loads(as_json.stdout)
+    assert (document["lab"], document["cni"], document["backend"]) == (
+        "flannel", "flannel v0.22.0", "netns")
+    # The lab's name may come before the target, as for the other commands.
+    route = labkit("sh", "--name", flannel_up, "flannel", "flannel-worker", "--", "ip", "route")
+    assert route.returncode == 0, route.stderr
+    assert "10.244.1.0/24 dev cni0 proto kernel scope link src 10.244.1.1" in route.stdout
+
+
+def test_the_calico_lab_says_its_cni_too(lab_up: str) -> None:
+    status = labkit("status", "--name", lab_up)
+    assert status.stdout.splitlines()[0].startswith(
+        "lab: calico  backend: netns  cluster: calico-ipip  cni: calico v3.23.5  "
+        "encapsulation: ")

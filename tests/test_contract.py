@@ -11,6 +11,7 @@ lab's own addresses.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -29,9 +30,33 @@ def _kind_unavailable() -> str | None:
     return cluster.unavailable()
 
 
-@pytest.fixture(scope="module", params=["netns", pytest.param("kind", marks=pytest.mark.kind)])
+# (backend, lab): both replica labs here, both real clusters where Docker and kind are.
+LABS = [
+    pytest.param(("netns", "calico"), id="netns-calico"),
+    pytest.param(("netns", "flannel"), id="netns-flannel"),
+    pytest.param(("kind", "calico"), id="kind-calico", marks=pytest.mark.kind),
+    pytest.param(("kind", "flannel"), id="kind-flannel", marks=pytest.mark.kind),
+]
+calico_only = pytest.mark.only_on("calico")
+"""A fact of the seed's Calico cluster (pods behind proxy ARP), not of a Flannel one."""
+flannel_only = pytest.mark.only_on("flannel")
+"""A fact of the Flannel cluster (pods on a bridge), not of a Calico one."""
+
+
+@pytest.fixture(autouse=True)
+def _only_on(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("only_on")
+    if marker is None or "lab" not in request.fixturenames:
+        return
+    lab = request.getfixturevalue("lab")
+    if lab.cni != marker.args[0]:
+        pytest.skip(f"a {marker.args[0]}-only fact; this is the {lab.cni} lab")
+
+
+@pytest.fixture(scope="module", params=LABS)
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    if request.param == "kind":
+    backend, name = request.param
+    if backend == "kind":
         reason = _kind_unavailable()
         if reason is not None:
             # CI that asked for the kind lab (--lab kind --require-lab) must not pass by skipping
@@ -40,17 +65,18 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
                     config.getoption("--lab", default="netns") == "kind":
                 pytest.fail(f"kind lab: {reason}", pytrace=False)
             pytest.skip(f"kind lab: {reason}")
-    with labkit.open_lab(request.param) as opened:
+    with labkit.open_lab(backend, lab=name) as opened:
         yield opened
 
 
-def on_one_node(lab: Lab) -> tuple[Pod, Pod]:
-    """Two pods of the Deployment on the same node (four pods on three nodes: there are)."""
+def on_one_node(lab: Lab, count: int = 2) -> list[Pod]:
+    """``count`` pods of the Deployment on the same node (four pods on three nodes: two
+    are; the Flannel replica puts three on one node)."""
     for node in lab.nodes:
         pods = lab.select(node=node.name, app="app")
-        if len(pods) >= 2:
-            return pods[0], pods[1]
-    pytest.fail("no node runs two of the Deployment's pods")
+        if len(pods) >= count:
+            return pods[:count]
+    pytest.fail(f"no node runs {count} of the Deployment's pods")
 
 
 def across_nodes(lab: Lab, pod: Pod) -> Pod:
@@ -63,6 +89,7 @@ def across_nodes(lab: Lab, pod: Pod) -> Pod:
 # -- the inventory --------------------------------------------------------------------------
 
 
+@calico_only
 def test_the_seeds_cluster(lab: Lab) -> None:
     assert lab.backend in ("netns", "kind")
     assert lab.encapsulation in ("IPIP", "VXLAN")
@@ -75,6 +102,7 @@ def test_the_seeds_cluster(lab: Lab) -> None:
     assert len(lab.select(app="app")) == 4
 
 
+@calico_only
 def test_nodes_and_pods_are_described_as_a_reader_sees_them(lab: Lab) -> None:
     subnet = ipaddress.ip_network("10.244.0.0/16")
     for node in lab.nodes:
@@ -94,6 +122,7 @@ def test_nodes_and_pods_are_described_as_a_reader_sees_them(lab: Lab) -> None:
 # -- the seed's observations, in a pod -------------------------------------------------------
 
 
+@calico_only
 def test_the_pod_address_is_a_32_without_broadcast(lab: Lab) -> None:
     pod = lab.pods[0]
     output = pod.sh("ip -4 addr show eth0").stdout
@@ -102,18 +131,21 @@ def test_the_pod_address_is_a_32_without_broadcast(lab: Lab) -> None:
     assert "brd" not in inet[0]
 
 
+@calico_only
 def test_the_pod_routes_everything_to_169_254_1_1(lab: Lab) -> None:
     for pod in lab.pods:
         routes = [line.strip() for line in pod.sh("ip route").stdout.splitlines()]
         assert routes == ["default via 169.254.1.1 dev eth0", "169.254.1.1 dev eth0 scope link"]
 
 
+@calico_only
 def test_the_gateway_answers_arp_as_ee_ee_ee_ee_ee_ee(lab: Lab) -> None:
     pod = lab.pods[0]
     output = pod.sh("arping -c 1 -I eth0 169.254.1.1").output
     assert re.search(r"reply from 169\.254\.1\.1 \[EE:EE:EE:EE:EE:EE\]", output, re.IGNORECASE)
 
 
+@calico_only
 def test_the_gateway_does_not_answer_ping_and_nothing_says_why(lab: Lab) -> None:
     result = lab.pods[0].sh("ping -c 2 -W 1 169.254.1.1", check=False)
     assert result.rc != 0
@@ -132,6 +164,7 @@ def test_the_pod_eth0_is_one_end_of_a_veth(lab: Lab) -> None:
 # -- ... and on its node -------------------------------------------------------------------
 
 
+@calico_only
 def test_the_node_routes_each_local_pod_to_its_cali_device(lab: Lab) -> None:
     first, second = on_one_node(lab)
     routes = [line.strip() for line in lab.node(first.node).sh("ip route").stdout.splitlines()]
@@ -139,6 +172,7 @@ def test_the_node_routes_each_local_pod_to_its_cali_device(lab: Lab) -> None:
         assert f"{pod.ip} dev {pod.veth} scope link" in routes
 
 
+@calico_only
 def test_the_cali_device_is_ee_ee_ee_ee_ee_ee_with_proxy_arp(lab: Lab) -> None:
     pod = lab.pods[0]
     node = lab.node(pod.node)
@@ -149,6 +183,7 @@ def test_the_cali_device_is_ee_ee_ee_ee_ee_ee_with_proxy_arp(lab: Lab) -> None:
         f"net.ipv4.conf.{pod.veth}.proxy_arp = 1"
 
 
+@calico_only
 def test_the_pods_frames_go_to_ee_ee_ee_ee_ee_ee(lab: Lab) -> None:
     source, destination = on_one_node(lab)
     node = lab.node(source.node)
@@ -159,6 +194,7 @@ def test_the_pods_frames_go_to_ee_ee_ee_ee_ee_ee(lab: Lab) -> None:
                      rf"{re.escape(destination.ip)}: ICMP echo request", output), output
 
 
+@calico_only
 def test_ttl_63_on_one_node_and_62_across_nodes(lab: Lab) -> None:
     source, neighbour = on_one_node(lab)
     remote = across_nodes(lab, source)
@@ -166,6 +202,7 @@ def test_ttl_63_on_one_node_and_62_across_nodes(lab: Lab) -> None:
     assert "ttl=62" in source.sh(f"ping -c 1 -W 2 {remote.ip}").stdout
 
 
+@calico_only
 def test_the_cali_name_is_calicos_hash_of_namespace_and_pod(lab: Lab) -> None:
     for pod in lab.pods:
         assert pod.veth == calico.veth_name(pod.namespace, pod.name)
@@ -250,3 +287,207 @@ def test_unknown_targets_are_errors_that_list_the_known_ones(lab: Lab) -> None:
         lab.select(node="calico-ipip-worker3", app="app")
     with pytest.raises(UnknownTarget):
         lab._backend.run("calico-ipip-worker3", "true", 5)
+
+
+# -- the Flannel cluster (FIDELITY.md, "A kind + Flannel (vxlan) cluster") --------------------
+
+FLANNEL_CONFLIST = {
+    "name": "cbr0", "cniVersion": "0.3.1",
+    "plugins": [{"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+                {"type": "portmap", "capabilities": {"portMappings": True}}],
+}
+# What the flannel CNI plugin hands the bridge plugin, captured from the real plugin (FIDELITY.md)
+# for the node whose subnet is 10.244.1.0/24.
+FLANNEL_DELEGATE = ('{"cniVersion":"0.3.1","hairpinMode":true,"ipMasq":false,"ipam":{"ranges":'
+                    '[[{"subnet":"10.244.1.0/24"}]],"routes":[{"dst":"10.244.0.0/16"}],"type":'
+                    '"host-local"},"isDefaultGateway":true,"isGateway":true,"mtu":1450,'
+                    '"name":"cbr0","type":"bridge"}')
+
+
+def subnet(lab: Lab, pod: Pod) -> ipaddress.IPv4Network:
+    network = ipaddress.ip_network(lab.node(pod.node).block)
+    assert isinstance(network, ipaddress.IPv4Network)
+    return network
+
+
+def mac_of(target: Node | Pod, device: str) -> str:
+    return target.sh(f"cat /sys/class/net/{device}/address").stdout.strip()
+
+
+@flannel_only
+def test_the_flannel_cluster(lab: Lab) -> None:
+    assert lab.info["cluster"] == "flannel" and lab.info["flannel"] == "v0.22.0"
+    assert lab.encapsulation == "VXLAN"
+    assert [n.name for n in lab.nodes] == ["flannel-control-plane", "flannel-worker",
+                                          "flannel-worker2"]
+    # The control-plane registers first: kube-controller-manager gives it the first /24.
+    assert lab.node("flannel-control-plane").block == "10.244.0.0/24"
+    assert sorted(n.block for n in lab.nodes) == ["10.244.0.0/24", "10.244.1.0/24",
+                                                  "10.244.2.0/24"]
+    assert len(lab.select(app="app")) == 4
+    for node in lab.nodes:
+        assert node.tunnel_device == "flannel.1"
+        assert node.tunnel_ip == node.block.split("/")[0]
+
+
+@flannel_only
+def test_flanneld_writes_subnet_env_and_the_conflist(lab: Lab) -> None:
+    for node in lab.nodes:
+        net = ipaddress.ip_network(node.block)
+        assert node.sh("cat /run/flannel/subnet.env").stdout == (
+            "FLANNEL_NETWORK=10.244.0.0/16\n"
+            f"FLANNEL_SUBNET={net.network_address + 1}/24\n"
+            "FLANNEL_MTU=1450\n"
+            "FLANNEL_IPMASQ=true\n")
+        conflist = json.loads(node.sh("cat /etc/cni/net.d/10-flannel.conflist").stdout)
+        assert conflist == FLANNEL_CONFLIST
+
+
+@flannel_only
+def test_the_flannel_pod_address_is_a_24_with_broadcast(lab: Lab) -> None:
+    for pod in lab.select(app="app"):
+        net = subnet(lab, pod)
+        inet = [line.strip() for line in pod.sh("ip -4 addr show eth0").stdout.splitlines()
+                if line.strip().startswith("inet ")]
+        assert inet == [f"inet {pod.ip}/24 brd {net.broadcast_address} scope global eth0"]
+    if lab.backend == "netns":  # the replica's placement: host-local hands out .2, .3, ...
+        assert [p.ip for p in lab.select(node="flannel-worker")] == [
+            "10.244.1.2", "10.244.1.3", "10.244.1.4"]
+
+
+@flannel_only
+def test_the_flannel_pod_has_three_routes(lab: Lab) -> None:
+    for pod in lab.select(app="app"):
+        net = subnet(lab, pod)
+        gateway = net.network_address + 1
+        routes = [line.strip() for line in pod.sh("ip route").stdout.splitlines()]
+        kernel = f"{net} dev eth0 proto kernel scope link src {pod.ip}"
+        expected = [f"default via {gateway} dev eth0", f"10.244.0.0/16 via {gateway} dev eth0",
+                    kernel]
+        if str(net) == "10.244.0.0/24":  # sorts before 10.244.0.0/16's entry
+            expected = [expected[0], kernel, expected[1]]
+        assert routes == expected
+    if lab.backend == "netns":
+        first = lab.select(node="flannel-worker")[0]
+        assert [line.strip() for line in first.sh("ip route").stdout.splitlines()] == [
+            "default via 10.244.1.1 dev eth0", "10.244.0.0/16 via 10.244.1.1 dev eth0",
+            "10.244.1.0/24 dev eth0 proto kernel scope link src 10.244.1.2"]
+
+
+@flannel_only
+def test_flannel_1_is_vni_1_port_8472_nolearning_with_an_entry_per_remote_node(lab: Lab) -> None:
+    for node in lab.nodes:
+        details = node.sh("ip -d link show flannel.1").stdout
+        assert " mtu 1450 " in details
+        assert re.search(rf"\n    vxlan id 1 local {re.escape(node.ip)} dev eth0 "
+                         r"srcport 0 0 dstport 8472 nolearning ", details), details
+        own = node.block.split("/")[0]
+        assert f"inet {own}/32 scope global flannel.1" in node.sh("ip addr show flannel.1").stdout
+        neigh = node.sh("ip neigh show dev flannel.1").stdout.splitlines()
+        fdb = node.sh("bridge fdb show dev flannel.1").stdout.splitlines()
+        routes = node.sh("ip route").stdout.splitlines()
+        for other in (n for n in lab.nodes if n is not node):
+            vtep, address = mac_of(other, "flannel.1"), other.block.split("/")[0]
+            assert f"{address} lladdr {vtep} PERMANENT " in neigh
+            assert f"{vtep} dst {other.ip} self permanent" in fdb
+            assert f"{other.block} via {address} dev flannel.1 onlink " in routes
+        # A locally administered unicast MAC, like the kernel's random ones.
+        assert int(mac_of(node, "flannel.1").split(":")[0], 16) & 3 == 2
+
+
+@flannel_only
+def test_cni0_is_the_gateway_and_every_pod_a_hairpin_port(lab: Lab) -> None:
+    for node in lab.nodes:
+        pods = lab.select(node=node.name)
+        if not pods:
+            continue
+        net = ipaddress.ip_network(node.block)
+        cni0 = node.sh("ip addr show cni0").stdout
+        assert f"inet {net.network_address + 1}/24 brd {net.broadcast_address} scope global " \
+               "cni0" in cni0
+        assert " mtu 1450 " in cni0
+        for pod in pods:
+            assert re.fullmatch(r"veth[0-9a-f]{8}", pod.veth), pod.veth
+            port = node.sh(f"bridge -d link show dev {pod.veth}").stdout
+            assert "master cni0" in port and "hairpin on" in port, port
+
+
+@flannel_only
+def test_host_local_keeps_one_file_per_address(lab: Lab) -> None:
+    for node in lab.nodes:
+        pods = lab.select(node=node.name)
+        if not pods:
+            continue
+        listing = node.sh("ls /var/lib/cni/networks/cbr0").stdout.split()
+        assert sorted(listing) == sorted([p.ip for p in pods] + ["last_reserved_ip.0", "lock"])
+        assert node.sh("cat /var/lib/cni/networks/cbr0/last_reserved_ip.0").stdout == pods[-1].ip
+
+
+@flannel_only
+def test_ttl_64_on_one_node_and_62_across_nodes(lab: Lab) -> None:
+    source, neighbour = on_one_node(lab)
+    remote = across_nodes(lab, source)
+    # A bridge is no router: nothing decrements the TTL between two pods of one node.
+    assert "ttl=64" in source.sh(f"ping -c 1 -W 2 {neighbour.ip}").stdout
+    assert "ttl=62" in source.sh(f"ping -c 1 -W 2 {remote.ip}").stdout
+
+
+@flannel_only
+def test_a_third_pod_sees_the_arp_broadcast_but_not_the_reply_or_the_ping(lab: Lab) -> None:
+    asking, asked, third = on_one_node(lab, 3)
+    node = lab.node(asking.node)
+    asking.sh("ip neigh flush dev eth0")
+    with node.start(f"tcpdump -n -l -i {third.veth} arp or icmp",
+                    ready="listening on") as on_veth, \
+            third.start("tcpdump -n -l -i eth0 arp or icmp", ready="listening on") as in_pod:
+        asking.sh(f"ping -c 1 -W 2 {asked.ip}")
+        lab.pause(0.5)
+    for seen in (on_veth.stop().stdout, in_pod.stop().stdout):
+        lines = [line for line in seen.splitlines() if line.strip()]
+        assert [line for line in lines if "ARP" in line and "who-has" in line] and all(
+            f"Request who-has {asked.ip} tell {asking.ip}" in line for line in lines), seen
+    # After the ping the asking pod knows the other pod's own MAC (Calico: only 169.254.1.1's).
+    neigh = asking.sh("ip neigh").stdout
+    assert re.search(rf"^{re.escape(asked.ip)} dev eth0 lladdr {mac_of(asked, 'eth0')} ",
+                     neigh, re.M), neigh
+
+
+@flannel_only
+def test_the_bridge_learns_the_pods_macs(lab: Lab) -> None:
+    source, destination = on_one_node(lab)
+    source.sh(f"ping -c 1 -W 2 {destination.ip}")
+    fdb = lab.node(source.node).sh("bridge fdb show br cni0").stdout.splitlines()
+    for pod in (source, destination):
+        assert f"{mac_of(pod, 'eth0')} dev {pod.veth} master cni0 " in fdb, fdb
+
+
+@flannel_only
+def test_the_plugins_results_are_what_the_pod_shows(lab: Lab) -> None:
+    if lab.backend != "netns":
+        pytest.skip("the replica runs the CNI plugins itself and keeps their results; on a "
+                    "real cluster containerd does and keeps them to itself")
+    for pod in lab.select(app="app"):
+        node = lab.node(pod.node)
+        net = subnet(lab, pod)
+        plugins = [(call["plugin"], call["ifname"]) for call in pod.cni]
+        assert plugins == [("loopback", "lo"), ("bridge", "eth0"), ("portmap", "eth0")]
+        loopback, bridge, portmap = (call["result"] for call in pod.cni)
+        assert [ip["address"] for ip in loopback["ips"]] == ["127.0.0.1/8", "::1/128"]
+        assert "inet 127.0.0.1/8 scope host lo" in pod.sh("ip addr show lo").stdout
+        # The config the bridge plugin read on stdin, as the flannel plugin writes it.
+        config = json.dumps(pod.cni[1]["config"], sort_keys=True, separators=(",", ":"))
+        assert config == FLANNEL_DELEGATE.replace("10.244.1.0/24", str(net))
+        assert node.sh("ls /var/lib/cni/flannel/ | wc -l").stdout.strip() == \
+            str(len(lab.select(node=node.name)))
+        gateway = str(net.network_address + 1)
+        assert bridge["ips"] == [{"version": "4", "interface": 2,
+                                  "address": f"{pod.ip}/24", "gateway": gateway}]
+        assert bridge["routes"] == [{"dst": "10.244.0.0/16"}, {"dst": "0.0.0.0/0", "gw": gateway}]
+        cni0, veth, eth0 = bridge["interfaces"]
+        assert (cni0["name"], cni0["mac"]) == ("cni0", mac_of(node, "cni0"))
+        assert (veth["name"], veth["mac"]) == (pod.veth, mac_of(node, pod.veth))
+        assert (eth0["name"], eth0["mac"]) == ("eth0", mac_of(pod, "eth0"))
+        assert eth0["sandbox"] == f"/run/netns/{pod.netns}"
+        assert pod.netns in node.sh(f"ip -o link show {pod.veth}").stdout
+        # portmap had no ports to map: it hands the bridge plugin's result on.
+        assert portmap["ips"] == bridge["ips"]

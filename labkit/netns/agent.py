@@ -267,6 +267,9 @@ class Lab:
         self.targets: dict[str, Target] = {}
         self.netns: dict[str, str] = {}
         self.started = time.time()
+        self.cni_calls: dict[str, Any] = {}
+        """Flannel labs: each pod's CNI plugin calls (see :mod:`.flannel`)."""
+        self.cni_folder = ""
 
     # -- building -------------------------------------------------------------------------
 
@@ -323,6 +326,11 @@ class Lab:
 
     def build(self) -> None:
         topo = self.topo
+        if topo.cni == "flannel":  # pods attached by the real CNI plugins: its own module
+            from . import flannel
+
+            flannel.build(self)
+            return
         for node in topo.nodes:
             self.targets[node.name] = self.hold(node.name, "node")
         for pod in topo.pods:
@@ -399,10 +407,16 @@ class Lab:
 
     def inventory(self) -> dict[str, Any]:
         topo = self.topo
+        if topo.cni == "flannel":
+            from . import flannel
+
+            return flannel.inventory(self)
         tunnel = calico.tunnel_device(self.encapsulation)
         return {
             "info": {
                 "backend": "netns",
+                "lab": topo.lab,
+                "cni": "calico",
                 "encapsulation": self.encapsulation,
                 "pool": {"ipipMode": topo.ipip_mode, "vxlanMode": topo.vxlan_mode},
                 "bird": self.bird,
@@ -460,6 +474,8 @@ def choose_encapsulation(host: Target, topo: Topology, manifests: str) -> tuple[
     whose ``replica.yaml`` names ``ipipFallback: VXLAN`` (the seed's) runs VXLAN and
     says so; any other fails, saying why and what can stand in.
     """
+    if topo.cni == "flannel":
+        return "VXLAN", ""  # flannel's vxlan backend: no Calico pool to read
     wanted = topo.encapsulation
     if not wanted.startswith("IPIP") or has_ipip(host):
         return wanted, ""

@@ -361,7 +361,19 @@ def _connect(path: Path, inventory: dict[str, Any] | None = None) -> NetnsBacken
     return NetnsBackend(sock, inventory=inventory)
 
 
-def attach(name: str = "default") -> NetnsBackend:
+def labs_up() -> dict[str, dict[str, Any]]:
+    """The detached labs ``labkit up`` started and that still answer: name -> inventory."""
+    found = {}
+    for state in sorted(runtime_dir().glob("*.json")):
+        name = state.stem
+        if not (state.parent / f"{name}.sock").exists():
+            continue
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            found[name] = json.loads(state.read_text())["inventory"]
+    return found
+
+
+def attach(name: str = "calico") -> NetnsBackend:
     """Connect to a lab that ``labkit up`` started."""
     home = runtime_dir()
     path = home / f"{name}.sock"

@@ -1,4 +1,4 @@
-# The few Linux system calls Python 3.11's os module lacks (unshare, setns, mount, prctl).
+# The few Linux system calls Python 3.11's os module lacks (unshare, setns, mount, umount, prctl).
 """Thin ctypes wrappers over libc, raising OSError like the os module does."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 MS_REC = 0x4000
+MS_BIND = 0x1000
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
 
@@ -49,6 +51,10 @@ def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: st
         ),
         f"mount {fstype or ''} on {target}",
     )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
 
 
 def sethostname(name: str) -> None:
