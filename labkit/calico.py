@@ -81,3 +81,42 @@ def vxlan_mac(nodename: str) -> str:
 def block_addresses(block: str) -> list[str]:
     """The addresses IPAM hands out from a block, in order: the tunnel takes the first."""
     return [str(ip) for ip in ipaddress.ip_network(block)]
+
+
+def next_block(pool: str, first: str, claimed: set[str]) -> str:
+    """The block IPAM claims for a node once its blocks are full.
+
+    Calico walks the pool's blocks from the node's first one (the index its
+    fnv32-seeded random generator picked), one block after the other, wrapping
+    at the pool's end, and claims the first block no node has claimed yet
+    (libcalico-go ``randomBlockGenerator`` and ``findUnclaimedBlock``).
+    """
+    pool_net, start = ipaddress.ip_network(pool), ipaddress.ip_network(first)
+    size = start.num_addresses
+    count = pool_net.num_addresses // size
+    index = (int(start.network_address) - int(pool_net.network_address)) // size
+    for step in range(count):
+        base = int(pool_net.network_address) + ((index + step) % count) * size
+        block = f"{ipaddress.ip_address(base)}/{start.prefixlen}"
+        if block not in claimed:
+            return block
+    raise ValueError(f"no free block left in {pool}")
+
+
+class Ipam:
+    """Addresses as Calico's IPAM hands them out: from the node's blocks, in order; the
+    first address of a node's first block is its tunnel address, where it has a tunnel."""
+
+    def __init__(self, pool: str, first_blocks: dict[str, str], tunnel: bool = True) -> None:
+        self.pool = pool
+        self.blocks = {node: [block] for node, block in first_blocks.items()}
+        skip = 1 if tunnel else 0
+        self.free = {node: block_addresses(block)[skip:] for node, block in first_blocks.items()}
+
+    def assign(self, node: str) -> str:
+        if not self.free[node]:
+            claimed = {b for blocks in self.blocks.values() for b in blocks}
+            block = next_block(self.pool, self.blocks[node][0], claimed)
+            self.blocks[node].append(block)
+            self.free[node] = block_addresses(block)
+        return self.free[node].pop(0)

@@ -72,6 +72,9 @@ class Provenance:
         parts += [f"{info.get('encapsulation', '?')} 模式", f"Linux {info.get('kernel', '?')}"]
         if info.get("kubernetes"):
             parts.append(f"Kubernetes {info['kubernetes']}")
+        tools = info.get("tools") or {}
+        if tools:  # the programs that printed the outputs, as the build machine has them
+            parts.append("输出由 " + "、".join(f"{k} {v}" for k, v in tools.items()) + " 打印")
         for name, other in self.others.items():
             parts.append(f"对照：{name} 实验室（{cni_text(other)}，"
                          f"{other.get('encapsulation', '?')} 模式）")
@@ -383,6 +386,7 @@ def banner(provenance: Provenance) -> str:
         calico=html.escape(str(info.get("calico", ""))),
         encapsulation=info.get("encapsulation"),
         single_id=info.get("user_namespace") == "single",
+        tools=html.escape("、".join(f"{k} {v}" for k, v in (info.get("tools") or {}).items())),
         replay=provenance.mode == "replay",
     )
 

@@ -23,6 +23,17 @@ from . import calico
 from .errors import LabError
 
 FILES = ("kind-cluster.yaml", "calico.yaml", "app-deployment.yaml", "replica.yaml")
+UNDERLAY = "172.18.0.0/16"
+# kind creates its docker network with this IPv6 subnet (kind v0.12, pkg/cluster/internal/
+# providers/docker/network.go: a ULA from the network name's hash, fixed for "kind").
+UNDERLAY6 = "fc00:f853:ccd:e793::/64"
+UNDERLAY6_GATEWAY = "fc00:f853:ccd:e793::1"
+
+
+def underlay6_address(ip: str) -> str:
+    """docker numbers a container's IPv6 address on the network as its IPv4 one: .4 -> ::4."""
+    offset = int(ipaddress.ip_address(ip)) - int(ipaddress.ip_network(UNDERLAY).network_address)
+    return str(ipaddress.ip_network(UNDERLAY6).network_address + offset)
 
 
 def default_manifests() -> Path:
@@ -53,10 +64,14 @@ class NodeSpec:
     ip: str
     """The node's address on docker's ``kind`` network (its ``eth0``)."""
     block: str
-    """The node's IPAM block (Calico) or podCIDR (Flannel); its first address is the
+    """The node's first IPAM block (Calico) or podCIDR (Flannel); its first address is the
     tunnel device's address."""
     vtep_mac: str = ""
     """Flannel only: the MAC of the node's ``flannel.1``."""
+    blocks: tuple[str, ...] = ()
+    """Calico: every block IPAM gave the node, the first one first (more once one is full)."""
+    ip6: str = ""
+    """Its IPv6 address on docker's ``kind`` network (a ULA, numbered as the IPv4 one)."""
 
     @property
     def tunnel_ip(self) -> str:
@@ -88,6 +103,9 @@ class Topology:
     pods: tuple[PodSpec, ...]
     gateway: str = "172.18.0.1"
     underlay: str = "172.18.0.0/16"
+    # docker's `kind` network is dual stack: this ULA /64 beside the IPv4 /16.
+    gateway6: str = UNDERLAY6_GATEWAY
+    underlay6: str = UNDERLAY6
     fingerprint: str = ""
     """sha256 over the manifests' content that shapes the lab (not the kind lab's pins)."""
     ipip_fallback: str = ""
@@ -106,6 +124,9 @@ class Topology:
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
+
+    def pod(self, name: str) -> PodSpec:
+        return next(p for p in self.pods if p.name == name)
 
 
 def node_names(cluster: str, roles: list[str]) -> list[str]:
@@ -193,7 +214,7 @@ def _load_calico(directory: Path) -> Topology:
         ip = manifest_field(placed[name], "ip", "replica.yaml")
         block = manifest_field(placed[name], "block", "replica.yaml")
         try:
-            in_underlay = ipaddress.ip_address(ip) in ipaddress.ip_network("172.18.0.0/16")
+            in_underlay = ipaddress.ip_address(ip) in ipaddress.ip_network(UNDERLAY)
             block_net = ipaddress.ip_network(block)
         except ValueError as exc:
             raise TopologyError(f"manifests/replica.yaml: node {name}: {exc}") from exc
@@ -205,7 +226,8 @@ def _load_calico(directory: Path) -> Topology:
             raise TopologyError(
                 f"manifests/replica.yaml: node {name}: block {block} is not in {subnet}"
             )
-        nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=block))
+        nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=block,
+                              ip6=underlay6_address(ip)))
 
     namespace = deploy.get("metadata", {}).get("namespace", "default")
     app = "app-deployment.yaml"
@@ -213,10 +235,14 @@ def _load_calico(directory: Path) -> Topology:
     labels = manifest_field(deploy, "spec.template.metadata.labels", app, dict)
     containers = manifest_field(deploy, "spec.template.spec.containers", app, list)
     listed = manifest_field(replica, "pods", "replica.yaml", list)
-    if len(listed) != replicas:
+    # An entry that names its own namespace is one of the cluster's own pods (coredns...);
+    # the others are the Deployment's.
+    deployment_pods = [e for e in listed if not (isinstance(e, dict) and "namespace" in e)]
+    if len(deployment_pods) != replicas:
         raise TopologyError(
-            f"manifests/replica.yaml: lists {len(listed)} pods but the Deployment in "
-            f"manifests/app-deployment.yaml asks for {replicas} replicas"
+            f"manifests/replica.yaml: lists {len(deployment_pods)} pods of the Deployment "
+            f"(entries without a namespace) but manifests/app-deployment.yaml asks for "
+            f"{replicas} replicas"
         )
     pool = manifest_field(calico_cfg, "pool", "calico.yaml", dict)
     ipip_mode = manifest_field(pool, "ipipMode", "calico.yaml")
@@ -233,29 +259,36 @@ def _load_calico(directory: Path) -> Topology:
         )
     # calico-node takes the block's first address for the tunnel device; with no tunnel
     # (a plain BGP pool) there is none, and the first pod gets it.
-    first = 1 if calico.tunnel_device(mode) else 0
-    next_free = {n.name: iter(calico.block_addresses(n.block)[first:]) for n in nodes}
+    ipam = calico.Ipam(subnet, {n.name: n.block for n in nodes},
+                       tunnel=bool(calico.tunnel_device(mode)))
     pods = []
     for entry in listed:
         name = manifest_field(entry, "name", "replica.yaml")
         node = manifest_field(entry, "node", "replica.yaml")
-        if node not in next_free:
+        if node not in ipam.free:
             raise TopologyError(
                 f"manifests/replica.yaml: pod {name} is on {node!r}, which is not a node "
                 f"({', '.join(wanted)})"
             )
+        own = "namespace" in entry
+        try:
+            ip = ipam.assign(node)
+        except ValueError as exc:
+            raise TopologyError(f"manifests/replica.yaml: pod {name}: {exc}") from exc
         pods.append(
             PodSpec(
                 name=name,
-                namespace=namespace,
+                namespace=manifest_field(entry, "namespace", "replica.yaml") if own else namespace,
                 node=node,
-                ip=next(next_free[node]),
-                labels=dict(labels),
-                image=containers[0].get("image", ""),
+                ip=ip,
+                labels=dict(manifest_field(entry, "labels", "replica.yaml", dict) if own
+                            else labels),
+                image=str(entry.get("image", "")) if own else containers[0].get("image", ""),
             )
         )
     if len({p.name for p in pods}) != len(pods):
         raise TopologyError("manifests/replica.yaml: two pods share a name")
+    nodes = [dataclasses.replace(n, blocks=tuple(ipam.blocks[n.name])) for n in nodes]
 
     digest = hashlib.sha256()
     for name in FILES:

@@ -74,8 +74,11 @@ def test_other_blocks_are_learned_over_bgp_and_the_own_block_is_a_bird_blackhole
 def test_pods_on_two_nodes_reach_each_other_unencapsulated(bgp: labkit.Lab) -> None:
     src = bgp.select(node=W2, app="app")[0]
     dst = bgp.select(node="calico-ipip-worker", app="app")[0]
-    # With no tunnel address to take the block's first address, the pods start at it.
-    assert (src.ip, dst.ip) == ("10.244.244.64", "10.244.79.0")
+    # With no tunnel address to take the block's first address, the pods start at it: the
+    # cluster's own pods (coredns...) start first and take .64, .65 and 79.0.
+    assert [p.ip for p in bgp.select(node=W2)][:2] == ["10.244.244.64", "10.244.244.65"]
+    assert bgp.select(node="calico-ipip-worker")[0].ip == "10.244.79.0"
+    assert (src.ip, dst.ip) == ("10.244.244.66", "10.244.79.1")
     with bgp.node(W2).start("tcpdump -nni eth0 -c 2 icmp", ready="listening on") as capture:
         ping = src.sh(f"ping -c 1 -W 2 {dst.ip}")
         captured = capture.wait(10)
@@ -229,12 +232,12 @@ def test_a_packet_walk_across_nodes_sees_the_pods_own_packet_on_both_eth0(
     assert walked.complete
     hops = [(h.where, h.interface, h.src_ip, h.dst_ip, h.ttl, h.outer) for h in walked.echo_request]
     assert hops == [
-        (src.name, "eth0", "10.244.244.64", "10.244.79.0", 64, None),
-        (W2, src.veth, "10.244.244.64", "10.244.79.0", 64, None),
-        (W2, "eth0", "10.244.244.64", "10.244.79.0", 63, None),
-        ("calico-ipip-worker", "eth0", "10.244.244.64", "10.244.79.0", 63, None),
-        ("calico-ipip-worker", dst.veth, "10.244.244.64", "10.244.79.0", 62, None),
-        (dst.name, "eth0", "10.244.244.64", "10.244.79.0", 62, None),
+        (src.name, "eth0", "10.244.244.66", "10.244.79.1", 64, None),
+        (W2, src.veth, "10.244.244.66", "10.244.79.1", 64, None),
+        (W2, "eth0", "10.244.244.66", "10.244.79.1", 63, None),
+        ("calico-ipip-worker", "eth0", "10.244.244.66", "10.244.79.1", 63, None),
+        ("calico-ipip-worker", dst.veth, "10.244.244.66", "10.244.79.1", 62, None),
+        (dst.name, "eth0", "10.244.244.66", "10.244.79.1", 62, None),
     ]
 
 

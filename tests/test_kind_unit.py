@@ -2,6 +2,7 @@
 # readiness and the inventory.
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -768,3 +769,24 @@ def test_the_client_is_only_imported_by_the_kind_lab() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_inventory_lists_the_clusters_own_pods_but_not_host_network_ones() -> None:
+    app = copy.deepcopy(CLUSTER["app_pods"][1])
+    dns = copy.deepcopy(app)
+    dns["metadata"].update(name="coredns-64897985d-9fz8s", namespace="kube-system",
+                           labels={"k8s-app": "kube-dns"})
+    dns["status"]["podIP"] = "10.244.244.65"
+    node_agent = copy.deepcopy(app)
+    node_agent["metadata"].update(name="calico-node-x7x2m", namespace="kube-system",
+                                  labels={"k8s-app": "calico-node"})
+    node_agent["spec"]["hostNetwork"] = True
+    node_agent["status"]["podIP"] = "172.18.0.4"
+    found = inventory.build(
+        settings.load(), nodes=CLUSTER["nodes"], pods=[app, dns, node_agent],
+        affinities=CLUSTER["blockaffinities"], pool=CLUSTER["ippool"], links={}, info={})
+    assert {(p["namespace"], p["name"]) for p in found["pods"]} == {
+        ("default", app["metadata"]["name"]), ("kube-system", "coredns-64897985d-9fz8s")}
+    dns_row = next(p for p in found["pods"] if p["namespace"] == "kube-system")
+    assert dns_row["veth"] == calico.veth_name("kube-system", "coredns-64897985d-9fz8s")
+    assert dns_row["labels"] == {"k8s-app": "kube-dns"}

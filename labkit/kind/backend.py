@@ -505,8 +505,8 @@ def gather(api: Api, settings: Settings, extra: dict[str, Any]) -> dict[str, Any
     """The inventory of a ready cluster."""
     with api_errors("cannot read the cluster's nodes and pods"):
         nodes = api.items(api.core.list_node())
-        pods = api.items(api.core.list_namespaced_pod(
-            settings.namespace, label_selector=_selector(settings.app_labels)))
+        # Every pod with an address of its own: the Deployment's and the cluster's (coredns...).
+        pods = api.items(api.core.list_pod_for_all_namespaces())
         try:
             affinities = api.to_dict(api.custom.list_cluster_custom_object(
                 CALICO_GROUP, "v1", "blockaffinities")).get("items", [])

@@ -96,8 +96,9 @@ def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: 
           pool: Obj | None, links: dict[str, str], info: dict[str, Any]) -> dict[str, Any]:
     """The inventory :class:`labkit.lab.Lab` reads: ``{"info", "nodes", "pods"}``.
 
-    ``pods`` are the Deployment's pods; only running ones with an address are
-    kept, in the order they started.  ``links`` maps every node's cali devices
+    ``pods`` are the cluster's pods; only running ones with an address of their own
+    (not the host's network: calico-node, kube-proxy...) are kept, in the order they
+    started.  ``links`` maps every node's cali devices
     to pod netns names (see :func:`link_netns`).
     """
     mode = encapsulation(pool, settings)
@@ -118,7 +119,7 @@ def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: 
     for pod in sorted(pods, key=_started):
         meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
         if status.get("phase") != "Running" or not status.get("podIP") or \
-                meta.get("deletionTimestamp"):
+                meta.get("deletionTimestamp") or spec.get("hostNetwork"):
             continue
         namespace, name = meta.get("namespace", "default"), meta["name"]
         veth = calico.veth_name(namespace, name)

@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -79,6 +81,31 @@ def missing_tools() -> dict[str, str]:
         tool: package for tool, package in PACKAGES.items()
         if tool != "newuidmap" and not shutil.which(tool, path=path)
     }
+
+
+# What prints the outputs: the build machine's own tools (a kind node image ships others).
+VERSIONS = {
+    "iproute2": (["ip", "-V"], r"iproute2-(?:ss)?([\w.]+)"),
+    "iputils": (["ping", "-V"], r"iputils[ -]s?([\w.]+)"),
+    "tcpdump": (["tcpdump", "--version"], r"tcpdump version ([\w.]+)"),
+}
+
+
+@functools.cache
+def tool_versions() -> dict[str, str]:
+    """The versions of the tools that print what the pages show: package -> version."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    found = {}
+    for package, (argv, pattern) in VERSIONS.items():
+        tool = shutil.which(argv[0], path=path)
+        if tool is None:
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run([tool, *argv[1:]], capture_output=True, text=True, timeout=10)
+            match = re.search(pattern, done.stdout + done.stderr)
+            if match:
+                found[package] = match.group(1)
+    return found
 
 
 def _subordinate(file: str, user: str, uid: int) -> tuple[int, int] | None:
@@ -338,6 +365,7 @@ def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool 
         listener.close()
     process.stdout.close()
     inventory["info"]["missing_tools"] = missing_tools()
+    inventory["info"]["tools"] = tool_versions()
     if mapping == "single":
         inventory["info"]["limitations"] = [SINGLE_ID_NOTE]
     if detached:
