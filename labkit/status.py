@@ -7,7 +7,6 @@ from typing import Any
 
 from . import console
 from .lab import Lab
-from .render import fence
 
 
 def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +82,10 @@ class Status:
 
     def markdown(self) -> str:
         # What the command prints, as a terminal shows it (the renderer puts it in a tab).
+        # Imported here: the renderer (and jinja2) is most of `import labkit`, which every
+        # lab's agent process does; only a page needs it.
+        from .render import fence
+
         return fence(console.body([console.Entry("$", "labkit status", self.text)]),
                      console.LANGUAGE)
 
