@@ -56,6 +56,8 @@ class Device:
     """For a VXLAN device: its VNI, UDP port and local (underlay) address."""
     port: int | None = None
     local: str | None = None
+    master: str | None = None
+    """The bridge this device is a port of (``master cni0``), if any."""
 
     @property
     def ipv4(self) -> tuple[str, ...]:
@@ -113,6 +115,7 @@ def read_devices(addr_json: str, link_json: str) -> tuple[Device, ...]:
             state=str(d.get("operstate", "")), kind=info.get("info_kind"),
             peer_ifindex=d.get("link_index"), addresses=addresses.get(d["ifindex"], ()),
             vni=details.get("id"), port=details.get("port"), local=details.get("local"),
+            master=d.get("master"),
         ))
     return tuple(devices)
 
@@ -253,6 +256,9 @@ class Diagram:
              else None),
             ("节点上到 pod 的路由", route),
         ]
+        if any(pod.cali and pod.cali.master for _, pod in pods):
+            fields.insert(4, ("veth 所在网桥", lambda node, pod: pod.cali.master if pod.cali
+                              else None))
         if len(self.nodes) > 1:  # one node is named in the caption and the node table
             fields.insert(0, ("节点", lambda node, pod: node.name))
         text = svg.table(["Pod", *(svg.cell(pod.name) for _, pod in pods)],
@@ -276,8 +282,15 @@ class Diagram:
         facts = [f"节点 {names} 上的 {len(self.pods)} 个 pod"]
         if self.pods and all(p.ip.endswith("/32") for p in self.pods):
             facts.append("每个 pod 的 eth0 都是 /32 地址")
+        prefixes = {p.ip.split("/")[-1] for p in self.pods if "/" in p.ip}
+        if self.pods and len(prefixes) == 1 and prefixes != {"32"}:
+            facts.append(f"每个 pod 的 eth0 都是 /{next(iter(prefixes))} 地址")
         macs = {p.cali.mac for p in self.pods if p.cali}
-        if self.pods and all(p.cali for p in self.pods):
+        bridges = {p.cali.master for p in self.pods if p.cali}
+        if self.pods and all(p.cali for p in self.pods) and None not in bridges:
+            facts.append("经 veth 对连到节点上的网桥 " + "、".join(sorted(map(str, bridges))) +
+                         "（每个 veth 的节点一端都是它的端口）")
+        elif self.pods and all(p.cali for p in self.pods):
             facts.append("经 veth 对连到节点上的 cali 设备" +
                          (f"（MAC 都是 {next(iter(macs))}）" if len(macs) == 1 else ""))
         for gateway in self.gateways:
@@ -512,11 +525,16 @@ def _draw_pod(layout: _Layout, node: NodeNetwork, pod: PodNetwork,
         d.text(x + 8, layout.y, [(cali.name, "lk-title lk-mono"),
                                  ("  veth 在节点上的一端", "lk-muted")])
         route = next((str(r) for r in node.routes_via(cali.name)), "")
-        layout.rows(x + 8, width - 16, [
-            ("MAC", cali.mac, "lk-accent" if cali.mac == calico.CALI_MAC else ""),
-            ("proxy_arp", node.proxy_arp.get(cali.name, "?"), ""),
-            ("路由", route or "（没有经过它的路由）", "lk-accent" if route else "lk-muted"),
-        ])
+        if cali.master:
+            # A bridge port: frames are switched by MAC inside the bridge, no route names it.
+            rows = [("MAC", cali.mac, ""), ("master", cali.master, "lk-accent"),
+                    ("路由", route or "（网桥的端口：按 MAC 转发，不查路由）",
+                     "lk-accent" if route else "lk-muted")]
+        else:
+            rows = [("MAC", cali.mac, "lk-accent" if cali.mac == calico.CALI_MAC else ""),
+                    ("proxy_arp", node.proxy_arp.get(cali.name, "?"), ""),
+                    ("路由", route or "（没有经过它的路由）", "lk-accent" if route else "lk-muted")]
+        layout.rows(x + 8, width - 16, rows)
     layout.y += 8
     d.rect(x, top, width, layout.y - top, "lk-box", at=box)
     d.close_group()
@@ -526,11 +544,17 @@ def _draw_gateway(d: svg.Drawing, gateway: str, owners: Sequence[str], cali: Dev
                   node: NodeNetwork, veth_x: float, top: float, right: float) -> None:
     """The pod's gateway as what it is: a dashed address beside the veth that no device owns."""
     answered = cali is not None and node.proxy_arp.get(cali.name) == "1"
+    if owners and not answered:
+        # The gateway is a real address (a bridge's): its owner answers ARP for itself.
+        who: list[svg.Span] = [("ARP 由 ", "lk-muted"), (owners[0].split("/")[-1], "lk-mono"),
+                               (" 自己应答", "lk-muted")]
+    else:
+        who = [("ARP 由 ", "lk-muted"), (cali.name if cali else "?", "lk-mono"),
+               (" 代答（proxy_arp）" if answered else " 不代答", "lk-muted")]
     lines: list[list[svg.Span]] = [
         [("网关 ", "lk-muted"), (gateway, "lk-mono lk-accent"),
          ("  无人拥有" if not owners else "  属于 " + " ".join(owners), "lk-muted")],
-        [("ARP 由 ", "lk-muted"), (cali.name if cali else "?", "lk-mono"),
-         (" 代答（proxy_arp）" if answered else " 不代答", "lk-muted")],
+        who,
     ]
     # The box starts further left when its text needs the room (a cali name is 15 characters),
     # with a margin for fonts wider than the estimate.

@@ -64,6 +64,13 @@ def _mac_and_link_local(text: str) -> str:
 
 
 NORMALIZERS: dict[str, Normalizer] = {
+    # The CNI bridge plugin names each pod's host veth `veth` + 8 random hex digits; a Linux
+    # bridge's timers (`gc_timer  289.37`, `"forward_delay_timer":4.08`) count down, and its
+    # id is its random MAC, printed unpadded (`8000.5a:a2:0:b6:7a:ba`). First, before `mac`
+    # numbers the MACs, so a bridge id reads the same whether or not its MAC has a 0 octet.
+    "cni": _subs((r"\bveth[0-9a-f]{8}\b", "veth<hex>"),
+                 (r"\b(\w+_timer)(\":| +)\d+\.\d+", r"\1\2<t>"),
+                 (r"\b([0-9a-f]{4})\.[0-9a-f]{1,2}(?::[0-9a-f]{1,2}){5}\b", r"\1.<bridge-id>")),
     # Kernel-random MACs (a pod's eth0, a bridge) and the link-local addresses made from them.
     "mac": _mac_and_link_local,
     # Clock readings: tcpdump timestamps, ping/arping round trips, elapsed times.

@@ -406,7 +406,11 @@ class PacketWalk:
         changes = _mac_changes(request)
         if changes:
             facts.append(f"MAC 头换了 {changes} 次")
-        facts.append(f"TTL 从 {request[0].ttl} 变为 {request[-1].ttl}")
+        elif len({(h.src_mac, h.dst_mac) for h in request}) == 1:
+            facts.append("MAC 头一路不变")
+        facts.append(f"TTL 从 {request[0].ttl} 变为 {request[-1].ttl}"
+                     if request[0].ttl != request[-1].ttl
+                     else f"TTL 始终是 {request[0].ttl}（一路没有经过路由器）")
         if request[0].where == self.src and request[0].dst_mac == calico.CALI_MAC:
             facts.append(f"pod 发出的帧的目的 MAC 是 {request[0].dst_mac}")
         text = "，".join(facts) + "。"

@@ -443,9 +443,12 @@ def test_a_third_pod_sees_the_arp_broadcast_but_not_the_reply_or_the_ping(lab: L
         asking.sh(f"ping -c 1 -W 2 {asked.ip}")
         lab.pause(0.5)
     for seen in (on_veth.stop().stdout, in_pod.stop().stdout):
-        lines = [line for line in seen.splitlines() if line.strip()]
-        assert [line for line in lines if "ARP" in line and "who-has" in line] and all(
-            f"Request who-has {asked.ip} tell {asking.ip}" in line for line in lines), seen
+        lines = seen.splitlines()
+        assert [line for line in lines
+                if f"ARP, Request who-has {asked.ip} tell {asking.ip}" in line], seen
+        # The reply (to the asking pod's MAC) and the ping are unicast: not flooded to it.
+        assert not [line for line in lines if f"Reply {asked.ip} is-at" in line], seen
+        assert not [line for line in lines if "ICMP" in line], seen
     # After the ping the asking pod knows the other pod's own MAC (Calico: only 169.254.1.1's).
     neigh = asking.sh("ip neigh").stdout
     assert re.search(rf"^{re.escape(asked.ip)} dev eth0 lladdr {mac_of(asked, 'eth0')} ",
@@ -491,3 +494,20 @@ def test_the_plugins_results_are_what_the_pod_shows(lab: Lab) -> None:
         assert pod.netns in node.sh(f"ip -o link show {pod.veth}").stdout
         # portmap had no ports to map: it hands the bridge plugin's result on.
         assert portmap["ips"] == bridge["ips"]
+
+
+@flannel_only
+def test_the_diagram_and_the_walk_draw_the_bridge_path(lab: Lab) -> None:
+    source, destination = on_one_node(lab)
+    node = lab.node(source.node)
+    gateway = ipaddress.ip_network(node.block).network_address + 1
+    caption = labkit.diagram(lab, nodes=[node.name]).caption()
+    assert "经 veth 对连到节点上的网桥 cni0（每个 veth 的节点一端都是它的端口）" in caption
+    assert f"pod 的网关 {gateway} 属于 {node.name}/cni0" in caption
+    assert "cali" not in caption and "proxy_arp" not in caption
+    walk = labkit.walk(source, destination)
+    requests = [hop for hop in walk.hops if hop.icmp == "echo request"]
+    macs = {(hop.src_mac, hop.dst_mac) for hop in requests}
+    assert macs == {(mac_of(source, "eth0"), mac_of(destination, "eth0"))}
+    assert [hop.ttl for hop in requests] == [64] * len(requests) and len(requests) == 4
+    assert "MAC 头一路不变" in walk.caption() and "TTL 始终是 64" in walk.caption()

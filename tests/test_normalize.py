@@ -138,3 +138,20 @@ def test_bird_times_are_normalised_and_tcpdump_clocks_left_to_time() -> None:
     route = "10.244.79.0/26     via 172.18.0.3 on eth0 [Mesh_172_18_0_3 19:08:37] * (100/0) [i]"
     assert "[Mesh_172_18_0_3 <since>]" in bird(route)
     assert bird("19:08:37.123456 IP 10.244.79.1") == "19:08:37.123456 IP 10.244.79.1"
+
+
+def test_cni_masks_the_bridge_plugins_veth_names_and_the_bridges_timers() -> None:
+    one = ("5: veth372a717d@if2: <BROADCAST> master cni0\n"
+           "    bridge forward_delay 1500 hello_timer    0.00 gc_timer  289.37 group_fwd_mask 0\n")
+    two = ("5: vethc2c1abd8@if2: <BROADCAST> master cni0\n"
+           "    bridge forward_delay 1500 hello_timer    0.00 gc_timer  12.05 group_fwd_mask 0\n")
+    normalize = normalizer(["cni"])
+    assert normalize(one) == normalize(two)
+    assert "forward_delay 1500" in normalize(one)  # a setting, not a timer: kept
+    assert normalizer(["cni"])("vethc2c1abd8x veth1234") == "vethc2c1abd8x veth1234"
+    # A bridge id is its MAC, unpadded; ip -j prints the timers as JSON numbers.
+    json_one = '"bridge_id":"8000.5a:a2:0:b6:7a:ba","gc_timer":289.01,"hold_timer":0.00'
+    json_two = '"bridge_id":"8000.5a:a2:10:b6:7a:ba","gc_timer":12.50,"hold_timer":0.00'
+    both = normalizer(["cni", "mac"])
+    assert both(json_one) == both(json_two) == \
+        '"bridge_id":"8000.<bridge-id>","gc_timer":<t>,"hold_timer":<t>'
