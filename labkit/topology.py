@@ -379,7 +379,7 @@ def _load_flannel(directory: Path) -> Topology:
             raise fail(f"replica.yaml: node {name}: vtepMAC {mac!r} is not a locally "
                        "administered unicast MAC (like the kernel's random ones)")
         nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=node_subnet,
-                              vtep_mac=mac))
+                              vtep_mac=mac, ip6=underlay6_address(ip)))
     if len({n.block for n in nodes}) != len(nodes):
         raise fail("replica.yaml: two nodes share a subnet")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,23 +43,22 @@ def sandbox_id(cluster: str, namespace: str, pod: str) -> str:
     return hashlib.sha256(f"sandbox/{cluster}/{namespace}/{pod}".encode()).hexdigest()
 
 
-def netns_name(cluster: str, namespace: str, pod: str) -> str:
-    """The runtime's name for the pod's network namespace: ``cni-`` + a UUID (fixed by the pod)."""
-    return f"cni-{uuid.uuid5(uuid.NAMESPACE_URL, f'labkit:{cluster}/{namespace}/{pod}')}"
-
-
 def node_batch(topo: Topology, name: str) -> plan.Batch:
     """One node as kind and flanneld leave it (before any pod is attached)."""
     me = topo.node(name)
     prefix = topo.underlay.split("/")[1]
     dev = rules.DEVICE
     b = plan.Batch()
+    prefix6 = topo.underlay6.split("/")[1]
     b.ip += [
+        # kind's node on docker's dual-stack network, as in the Calico replica (plan.node).
         "link set lo up",
         f"link set eth0 address {plan.docker_mac(me.ip)}",
-        f"addr add {me.ip}/{prefix} dev eth0",
+        f"addr add {me.ip}/{prefix} brd + dev eth0",
+        f"addr add {me.ip6}/{prefix6} dev eth0 nodad",
         "link set eth0 up",
         f"route add default via {topo.gateway} dev eth0",
+        f"route add default via {topo.gateway6} dev eth0",
         f"link add {dev} type vxlan id {rules.VNI} local {me.ip} dev eth0 "
         f"dstport {rules.PORT} nolearning",
         f"link set {dev} address {me.vtep_mac} mtu {rules.MTU}",
@@ -194,7 +192,7 @@ def build(lab: Lab) -> None:
         lab.targets[node.name] = lab.hold(node.name, "node")
     for pod in topo.pods:
         lab.targets[pod.name] = lab.hold(pod.name, "pod")
-        lab.netns[pod.name] = netns_name(topo.cluster, pod.namespace, pod.name)
+        lab.netns[pod.name] = plan.netns_name(pod)  # fixed by the pod, as in the Calico replica
     pids = {name: t.pid for name, t in lab.targets.items()}
     lab.apply(lab.host, plan.underlay(topo, pids))
     for node in topo.nodes:
