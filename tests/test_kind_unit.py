@@ -790,3 +790,13 @@ def test_the_inventory_lists_the_clusters_own_pods_but_not_host_network_ones() -
     dns_row = next(p for p in found["pods"] if p["namespace"] == "kube-system")
     assert dns_row["veth"] == calico.veth_name("kube-system", "coredns-64897985d-9fz8s")
     assert dns_row["labels"] == {"k8s-app": "kube-dns"}
+
+
+def test_the_kind_lab_refuses_the_flannel_lab_saying_so() -> None:
+    from labkit.errors import LabUnavailable
+    from labkit.kind import backend
+
+    with pytest.raises(LabUnavailable) as caught:
+        backend.start(MANIFESTS / "flannel")
+    assert "the kind lab installs Calico only" in str(caught.value)
+    assert "flannel lab" in str(caught.value)

@@ -551,7 +551,7 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
         raise LabError(f"the kind lab takes no option {', '.join(sorted(options))}")
     del detached
     show = progress or stderr_progress()
-    settings = load(manifests)
+    settings = _calico_settings(manifests)
     if encapsulation is not None and encapsulation.upper() != settings.encapsulation:
         raise LabError(f"the kind lab runs the pool of manifests/calico.yaml "
                        f"({settings.encapsulation}), not {encapsulation}: change "
@@ -654,6 +654,20 @@ class Status:
             return f"kind cluster {self.cluster}: not up (`labkit up --lab kind` creates it)"
         state = "ready" if not self.problems else "not ready: " + "; ".join(self.problems[:5])
         return f"kind cluster {self.cluster} ({', '.join(self.nodes)}): {state}"
+
+
+def _calico_settings(manifests: Path) -> Any:
+    """The kind lab's settings; a clear refusal for a lab whose CNI it cannot install yet."""
+    from .. import labs
+
+    cni = labs.cni(manifests)
+    if cni != "calico":
+        raise LabUnavailable(
+            f"the kind lab installs Calico only; {manifests} is a {cni} lab, which runs on the "
+            "netns replica here (a kind + kube-flannel.yml cluster is not built yet)",
+            hint="leave out --lab kind to use the replica",
+        )
+    return load(manifests)
 
 
 def status(manifests: Path = MANIFESTS) -> Status:
