@@ -385,6 +385,9 @@ def banner(provenance: Provenance) -> str:
         others=[html.escape(f"{name}（{cni_text(o)}）") for name, o in provenance.others.items()],
         calico=html.escape(str(info.get("calico", ""))),
         encapsulation=info.get("encapsulation"),
+        bird_labs=[html.escape(str(name)) for name, each in
+                   ((info.get("lab", "calico"), info), *provenance.others.items())
+                   if each.get("bird")],
         single_id=info.get("user_namespace") == "single",
         tools=html.escape("、".join(f"{k} {v}" for k, v in (info.get("tools") or {}).items())),
         replay=provenance.mode == "replay",
