@@ -97,7 +97,13 @@ def test_a_chapter_that_wrecks_its_lab_does_not_reach_the_next(project: Project)
     ```
 
     ```python labkit
-    node.sh("kill 1")  # the lab's init: every namespace of the lab goes with it
+    # The node's PID 1: the node goes, with every process in it (the shell too).
+    try:
+        node.sh("kill 1; sleep 30")
+    except labkit.LabError as gone:
+        assert "calico-ipip-worker2 is gone: its PID 1 exited" in str(gone), gone
+    else:
+        raise AssertionError("the node outlived its PID 1")
     ```
 
     ```python labkit
@@ -132,9 +138,9 @@ def test_a_chapter_that_wrecks_its_lab_does_not_reach_the_next(project: Project)
     assert any(f.startswith(f"docs_src/01-wreck.md:{ping_line}: `ping -c 1 -W 1 {n['b_ip']}` "
                             f"on {n['a']} exited with 2")
                and "Network is unreachable" in f for f in failures), failures
-    # Once the lab itself is gone, a later snippet says so, at its own line.
+    # Once the node is gone, a later snippet says so, at its own line.
     assert any(f.startswith(f"docs_src/01-wreck.md:{echo_line}: ") and
-               "lost the connection to the lab's agent" in f for f in failures), failures
+               f"{NODE} is gone: its PID 1 exited" in f for f in failures), failures
 
     fresh = Html(project.page("02-fresh.md"))
     assert any("FRESH-LAB-OK" in code for code in fresh.codes)

@@ -4,20 +4,20 @@
 Started by :mod:`.launcher` with ``python -m labkit.netns.agent``.  It moves
 into a new user namespace (the launcher writes its id maps), then into new
 network, mount, UTS and PID namespaces, and forks the lab's PID 1.  PID 1
-builds the replica (one holder process per node and per pod, each with its
-own network, UTS and mount namespace) and then serves requests on a unix
-socket until it is told to stop or, unless detached, until the process that
-started it goes away.  Because every process of the lab lives in that PID
-namespace, the kernel kills all of them, and frees every namespace, the moment
-PID 1 exits, however it exits.
+builds the replica (one holder per node and per pod, each with its own network,
+UTS, mount and PID namespace and root filesystem: :mod:`.holder`) and then
+serves requests on a unix socket until it is told to stop or, unless detached,
+until the process that started it goes away.  Because every process of the lab
+lives in that PID namespace or below it, the kernel kills all of them, and frees
+every namespace, the moment PID 1 exits, however it exits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -26,6 +26,7 @@ import struct
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ from typing import Any
 from .. import calico
 from ..result import decode
 from ..topology import Topology, load
-from . import bird, linux, plan, protocol
+from . import bird, etc, linux, plan, protocol
+from .holder import Holder, HolderError, Holders
 
 ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -58,17 +60,37 @@ DRAIN_GRACE = 0.2
 BIRD_TIMEOUT = 30.0
 NS_FLAGS = linux.CLONE_NEWNET | linux.CLONE_NEWUTS | linux.CLONE_NEWNS
 MOUNT_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+# Setup commands (ip -batch, bridge -batch) running at once while the lab is built; each
+# spends most of its time waiting (for exec, for the kernel), so several per CPU.
+SETUP_WIDTH = max(4, 4 * (os.cpu_count() or 1))
+PF_EXITING = 0x4  # in /proc/PID/stat's flags: the task is in do_exit()
+# `netns attach NAME PID` in a batch: done by the agent (Holders.attach_netns).
+NETNS_ATTACH = re.compile(r"^netns attach (\S+) (\d+)$")
 
 
 @dataclass
 class Target:
-    """A node or a pod: a holder process whose namespaces commands enter."""
+    """A node or a pod: a holder whose namespaces commands enter."""
 
     name: str
     kind: str
-    pid: int
-    fds: tuple[int, ...]
-    """Open ``/proc/<pid>/ns/{net,uts,mnt}``: setns() into these runs a command there."""
+    holder: Holder | None
+    """None for the agent's own namespaces (the build machine's side of docker's network)."""
+    holders: Holders | None = None
+    """Who made it, and knows the agent's own namespaces to come back to."""
+
+    @contextlib.contextmanager
+    def entered(self, names: tuple[str, ...] = ("net", "uts", "mnt", "pid")) -> Iterator[None]:
+        """This process in the target's namespaces (``names`` of them) for the block."""
+        if self.holder is None or self.holders is None:
+            yield
+            return
+        with self.holders.entered(self.holder, names=names):
+            yield
+
+    @property
+    def pid(self) -> int:
+        return self.holder.pid if self.holder else os.getpid()
 
     @property
     def prompt(self) -> str:
@@ -125,7 +147,6 @@ class Job:
 
 
 COMMAND_ENV = dict(ENV, LD_PRELOAD=STDBUF, _STDBUF_O="L") if os.path.exists(STDBUF) else ENV
-NSENTER = shutil.which("nsenter", path=ENV["PATH"]) or "/usr/bin/nsenter"
 
 
 class SetupError(Exception):
@@ -140,144 +161,58 @@ def which(tool: str) -> str:
     return found
 
 
-def _child_exec(fds: tuple[int, ...], argv: list[str], stdio: tuple[int, int, int],
-                report: int) -> None:
-    """In a freshly forked child: enter the target's namespaces and exec. Never returns."""
-    try:
-        os.setsid()
-        for fd in fds:
-            linux.setns(fd)
-        os.chdir("/")
-        for number, fd in enumerate(stdio):
-            os.dup2(fd, number)
-        os.closerange(3, report)
-        os.closerange(report + 1, 1 << 16)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-        os.execve(argv[0], argv, COMMAND_ENV)
-    except BaseException as exc:
-        try:
-            os.write(report, f"{type(exc).__name__}: {exc}".encode())
-        finally:
-            os._exit(127)
-
-
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM,
                  signal.SIGHUP)
 
 
-def spawn_command(target: Target, command: str, stdio: tuple[int, int, int]) -> int:
-    """Start ``/bin/sh -c command`` in ``target`` the way a reader's shell would; its pid.
-
-    Through util-linux's ``nsenter``, started with posix_spawn (vfork + exec): forking
-    this Python process costs more than the command itself, and only a new process can
-    enter another mount namespace.  The command runs in a session of its own (so a
-    timeout or Ctrl-C reaches everything it started) with default signal handling.
-    """
-    if not target.fds:  # the agent's own namespaces
-        argv = ["/bin/sh", "-c", command]
-    else:
-        argv = [NSENTER, f"--target={target.pid}", "--net", "--uts", "--mount", "--wd=/",
-                "--", "/bin/sh", "-c", command]
-    return os.posix_spawn(
-        argv[0], argv, COMMAND_ENV,
-        file_actions=[(os.POSIX_SPAWN_DUP2, fd, number) for number, fd in enumerate(stdio)],
-        setsid=True, setsigdef=RESET_SIGNALS,
-    )
-
-
 def spawn(target: Target, argv: list[str], stdio: tuple[int, int, int]) -> int:
-    """Fork a child that runs ``argv`` inside ``target``'s namespaces; return its pid."""
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        os.close(report_r)
-        _child_exec(target.fds, argv, stdio, report_w)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as report:
-        failure = report.read()
-    if failure:
-        os.waitpid(pid, 0)
-        raise OSError(f"cannot start {argv[0]} in {target.name}: {failure.decode()}")
-    return pid
+    """Start ``argv`` inside ``target``'s namespaces (its PID namespace too); its pid."""
+    with target.entered():
+        return os.posix_spawn(
+            argv[0], argv, ENV,
+            file_actions=[(os.POSIX_SPAWN_DUP2, fd, number) for number, fd in enumerate(stdio)],
+            setsigdef=RESET_SIGNALS,
+        )
 
 
 def call(target: Target, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
-    """Run a setup command to completion (before the event loop starts).
-
-    Started as commands are (:func:`spawn_command`: posix_spawn through nsenter), since
-    forking this process costs more than the ``ip -batch`` it runs.
-    """
-    if target.fds:
-        argv = [NSENTER, f"--target={target.pid}", "--net", "--uts", "--mount", "--wd=/",
-                "--", *argv]
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
+    """Run a setup command in ``target`` to completion (before the event loop starts)."""
+    feed = os.memfd_create("stdin", os.MFD_CLOEXEC)
+    out = os.memfd_create("output", os.MFD_CLOEXEC)
     try:
-        pid = os.posix_spawn(
-            argv[0], argv, ENV,
-            file_actions=[(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-                          (os.POSIX_SPAWN_DUP2, out_w, 2)],
-            setsigdef=RESET_SIGNALS,
-        )
-    except OSError as exc:
-        for fd in (in_w, out_r):
-            os.close(fd)
-        raise SetupError(f"cannot start {argv[0]} in {target.name}: {exc}") from exc
+        os.write(feed, stdin)
+        os.lseek(feed, 0, os.SEEK_SET)
+        try:
+            pid = spawn(target, argv, (feed, out, out))
+        except OSError as exc:
+            raise SetupError(f"cannot start {argv[0]} in {target.name}: {exc}") from exc
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), _read(out)
     finally:
-        os.close(in_r)
-        os.close(out_w)
-    with os.fdopen(in_w, "wb") as feed:
-        feed.write(stdin)
-    with os.fdopen(out_r, "rb") as out:
-        text = out.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), text
+        os.close(feed)
+        os.close(out)
 
 
 def in_namespace(target: Target, action: Callable[[], None]) -> None:
-    """Run a Python callable inside ``target``'s namespaces, in a child process."""
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(report_r)
-            for fd in target.fds:
-                linux.setns(fd)
+    """Run a Python callable with this process in ``target``'s network, UTS and mount
+    namespaces (paths are the target's, as its own processes see them)."""
+    try:
+        with target.entered(("net", "uts", "mnt")):
             action()
-        except BaseException as exc:
-            os.write(report_w, f"{exc}".encode())
-            code = 1
-        os._exit(code)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as report:
-        failure = report.read()
-    os.waitpid(pid, 0)
-    if failure:
-        raise SetupError(f"in {target.name}: {failure.decode()}")
+    except OSError as exc:
+        raise SetupError(f"in {target.name}: {exc}") from exc
 
 
 @contextlib.contextmanager
 def entered_net(target: Target) -> Iterator[None]:
     """This process in ``target``'s network namespace for a moment (what /proc/sys/net and
-    if_nameindex() see), without the cost of forking a child into it."""
-    if not target.fds:
+    if_nameindex() see)."""
+    with target.entered(("net",)):
         yield
-        return
-    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        linux.setns(target.fds[0], linux.CLONE_NEWNET)
-        try:
-            yield
-        finally:
-            linux.setns(own, linux.CLONE_NEWNET)
-    finally:
-        os.close(own)
 
 
 def write_sysctls(values: dict[str, str]) -> None:
+    """Write sysctls of the network namespace this process is in."""
     for key, value in values.items():
         path = Path("/proc/sys") / key.replace(".", "/")
         # Device names contain dots (vxlan.calico) but never as the last path parts' separator
@@ -296,7 +231,8 @@ class Lab:
         self.bird = bird and calico.runs_bird(encapsulation)
         """Whether every node runs BIRD (IPIP and plain BGP pools, unless told not to)."""
         self.note = note
-        self.host = Target("host", "host", os.getpid(), ())
+        self.holders = Holders()
+        self.host = Target("host", "host", None)
         self.targets: dict[str, Target] = {}
         self.netns: dict[str, str] = {}
         self.started = time.time()
@@ -304,59 +240,74 @@ class Lab:
         """Flannel labs: each pod's CNI plugin calls (see :mod:`.flannel`)."""
         self.cni_folder = ""
 
+    # -- starting commands ----------------------------------------------------------------
+
+    def spawn(self, target: Target, argv: list[str], stdio: tuple[int, int, int], *,
+              env: dict[str, str] = COMMAND_ENV, session: bool = True) -> int:
+        """Start ``argv`` inside ``target``'s namespaces, straight from this process: its
+        pid.  posix_spawn (vfork + exec) costs a fraction of forking this Python process,
+        and after setns() the child is born where a reader's shell would be (a command's
+        PID namespace too: ``ps`` there shows the node's or pod's processes)."""
+        with self.holders.entered(target.holder):
+            return os.posix_spawn(
+                argv[0], argv, env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, number) for number, fd in enumerate(stdio)],
+                setsid=session, setsigdef=RESET_SIGNALS,
+            )
+
+    def spawn_command(self, target: Target, command: str, stdio: tuple[int, int, int]) -> int:
+        """``/bin/sh -c command`` in ``target`` the way a reader's shell would run it, in a
+        session of its own (so a timeout or Ctrl-C reaches everything it started)."""
+        return self.spawn(target, ["/bin/sh", "-c", command], stdio)
+
+    def _start_tool(self, target: Target, tool: str, text: str) -> tuple[int, int]:
+        """Start ``tool -batch -`` reading ``text`` in ``target``: (pid, its output's fd)."""
+        feed = os.memfd_create("batch", os.MFD_CLOEXEC)
+        out = os.memfd_create("output", os.MFD_CLOEXEC)
+        try:
+            os.write(feed, text.encode())
+            os.lseek(feed, 0, os.SEEK_SET)
+            # In the PID namespace of the agent, whose pids the batches name (`netns PID`).
+            with self.holders.entered(target.holder, names=("net", "uts", "mnt")):
+                pid = os.posix_spawn(which(tool), [tool, "-batch", "-"], ENV,
+                                     file_actions=[(os.POSIX_SPAWN_DUP2, feed, 0),
+                                                   (os.POSIX_SPAWN_DUP2, out, 1),
+                                                   (os.POSIX_SPAWN_DUP2, out, 2)])
+        except BaseException:
+            os.close(out)
+            raise
+        finally:
+            os.close(feed)
+        return pid, out
+
+    def call(self, target: Target, argv: list[str]) -> tuple[int, str]:
+        """Run a setup command to completion (before the event loop starts)."""
+        out = os.memfd_create("output", os.MFD_CLOEXEC)
+        try:
+            pid = self.spawn(target, argv, (self.holders.null, out, out), env=ENV,
+                             session=False)
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status), _read(out)
+        finally:
+            os.close(out)
+
     # -- building -------------------------------------------------------------------------
 
-    def hold(self, name: str, kind: str) -> Target:
-        """Fork a holder: a process that sits in its own net, UTS and mount namespaces."""
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(ready_r)
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)
-                linux.die_with_parent(signal.SIGKILL)
-                linux.unshare(NS_FLAGS)
-                linux.sethostname(name)
-                linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
-                # So /sys/class/net lists this namespace's devices, as `ip netns exec` arranges.
-                linux.mount("sysfs", "/sys", "sysfs", MOUNT_FLAGS)
-                # A node's own /run/netns holds its pods' cni-* names; a pod sees an empty one.
-                linux.mount("tmpfs", "/run/netns", "tmpfs", MOUNT_FLAGS, "mode=755")
-                # Duplicate address detection on a point-to-point veth can find nothing, but
-                # it leaves every fresh link-local address "tentative" for a second or two,
-                # so what `ip addr` prints would depend on how fast the reader typed.
-                Path("/proc/sys/net/ipv6/conf/default/accept_dad").write_text("0")
-                os.write(ready_w, b"ok")
-                os.close(ready_w)
-                while True:
-                    signal.pause()
-            except BaseException as exc:
-                os.write(ready_w, f"{exc}".encode())
-                os._exit(1)
-        os.close(ready_w)
-        with os.fdopen(ready_r, "rb") as ready:
-            answer = ready.read()
-        if answer != b"ok":
-            raise SetupError(f"cannot create the namespaces of {name}: {answer.decode()}")
-        fds = tuple(
-            os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-            for ns in ("net", "uts", "mnt")
-        )
-        return Target(name, kind, pid, fds)
+    def hold(self, name: str, kind: str, files: dict[str, str | None] | None = None) -> Target:
+        """A node or pod with namespaces, a root filesystem and a PID 1 of its own; its
+        /etc names it as docker, kind and the kubelet would (:mod:`.etc`) unless ``files``
+        says otherwise."""
+        if files is None:
+            files = (etc.node_files(self.topo, self.topo.node(name)) if kind == "node"
+                     else etc.pod_files(self.topo, self.topo.pod(name)))
+        try:
+            return Target(name, kind, self.holders.make(name, files), self.holders)
+        except HolderError as exc:
+            raise SetupError(str(exc)) from exc
 
     def apply(self, target: Target, batch: plan.Batch) -> None:
-        for tool, lines in (("ip", batch.ip), ("bridge", batch.bridge)):
-            if not lines:
-                continue
-            rc, text = call(target, [which(tool), "-batch", "-"],
-                            ("\n".join(lines) + "\n").encode())
-            if rc != 0:
-                raise SetupError(f"configuring {target.name} with `{tool} -batch`: {text.strip()}")
-        if batch.sysctl:
-            with entered_net(target):
-                write_sysctls(batch.sysctl)
+        """Apply one batch in ``target`` and wait for it."""
+        self.configure([[(target, batch)]])
 
     def build(self) -> None:
         topo = self.topo
@@ -370,20 +321,85 @@ class Lab:
         for pod in topo.pods:
             self.targets[pod.name] = self.hold(pod.name, "pod")
             self.netns[pod.name] = plan.netns_name(pod)
+        for target in self.targets.values():
+            assert target.holder is not None
+            self.holders.ready(target.holder)
         pids = {name: t.pid for name, t in self.targets.items()}
         fresh = 1
         if topo.pods:  # the interface numbers a new namespace starts with (lo, tunl0...)
             with entered_net(self.targets[topo.pods[0].name]):
                 fresh = max(index for index, _ in socket.if_nameindex())
-        self.apply(self.host, plan.underlay(topo, pids))
-        for node in topo.nodes:
-            self.apply(self.targets[node.name],
-                       plan.node(topo, node.name, self.encapsulation, bird=self.bird))
-        for pod in topo.pods:  # in the order they started: it decides the interface numbers
-            self.apply(self.targets[pod.name],
-                       plan.pod(topo, pod.name, self.encapsulation, pids, fresh))
-        for node in topo.nodes:
-            self.apply(self.targets[node.name], plan.node_pods(topo, node.name, pids))
+        self.configure([[(self.host, plan.underlay(topo, pids))]])
+        # One pipeline per node: the node, then its pods in the order they started (that
+        # order decides the interface numbers the node gives their cali devices), then the
+        # node's side of them; the nodes' pipelines run side by side.
+        self.configure([
+            [(self.targets[node.name],
+              plan.node(topo, node.name, self.encapsulation, bird=self.bird)),
+             *((self.targets[pod.name],
+                plan.pod(topo, pod.name, self.encapsulation, pids, fresh))
+               for pod in topo.pods if pod.node == node.name),
+             (self.targets[node.name], plan.node_pods(topo, node.name, pids))]
+            for node in topo.nodes
+        ])
+
+    def configure(self, pipelines: list[list[tuple[Target, plan.Batch]]]) -> None:
+        """Apply batches: each pipeline's in order, up to SETUP_WIDTH commands at once."""
+        queues = [deque(a for target, batch in steps for a in self._actions(target, batch))
+                  for steps in pipelines]
+        holders = {t.pid: t.name for t in self.targets.values()}
+        running: dict[int, tuple[int, int, Target, str]] = {}
+        ready = deque(range(len(queues)))
+        while ready or running:
+            while ready and len(running) < SETUP_WIDTH:
+                index = ready.popleft()
+                queue = queues[index]
+                while queue:
+                    what, target, detail = queue.popleft()
+                    if what == "sysctl":
+                        with self.holders.entered(target.holder, names=("net",)):
+                            write_sysctls(detail)
+                    elif what == "attach":
+                        name, pid = detail
+                        self.holders.attach_netns(self._holder(target), name, pid)
+                    else:
+                        pid, out = self._start_tool(target, what, detail)
+                        running[pid] = (index, out, target, what)
+                        break
+            if not running:
+                continue
+            pid, status = os.waitpid(-1, 0)
+            if pid in holders:
+                raise SetupError(f"the PID 1 of {holders[pid]} exited while the lab was built")
+            if pid not in running:
+                continue
+            index, out, target, tool = running.pop(pid)
+            text = _read(out)
+            os.close(out)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SetupError(f"configuring {target.name} with `{tool} -batch`: {text.strip()}")
+            ready.append(index)
+
+    @staticmethod
+    def _actions(target: Target, batch: plan.Batch) -> Iterator[tuple[str, Target, Any]]:
+        ip = []
+        for line in batch.ip:
+            attach = NETNS_ATTACH.match(line)
+            if attach:
+                yield "attach", target, (attach[1], int(attach[2]))
+            else:
+                ip.append(line)
+        for tool, lines in (("ip", ip), ("bridge", batch.bridge)):
+            if lines:
+                yield tool, target, "\n".join(lines) + "\n"
+        if batch.sysctl:
+            yield "sysctl", target, batch.sysctl
+
+    @staticmethod
+    def _holder(target: Target) -> Holder:
+        if target.holder is None:
+            raise SetupError(f"{target.name} has no namespaces of its own to name others in")
+        return target.holder
 
     # -- BIRD -----------------------------------------------------------------------------
 
@@ -406,15 +422,13 @@ class Lab:
                 f"{self.topo.vxlan_mode} routes with BGP, and the replica runs BIRD for it "
                 f"(Debian/Ubuntu package `{bird.PACKAGE}`)"
             ) from None
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            for node in self.topo.nodes:
-                target = self.targets[node.name]
-                files = bird.config_files(self.topo, node.name, self.encapsulation)
-                in_namespace(target, functools.partial(_bird_home, files))
-                spawn_command(target, bird.DAEMON, (null, null, null))
-        finally:
-            os.close(null)
+        null = self.holders.null
+        for node in self.topo.nodes:
+            target = self.targets[node.name]
+            files = bird.config_files(self.topo, node.name, self.encapsulation)
+            with self.holders.entered(target.holder, names=("mnt",)):
+                _bird_home(files)
+            self.spawn_command(target, bird.DAEMON, (null, null, null))
         deadline = time.monotonic() + timeout
         while True:
             missing = self._bird_missing(client)
@@ -435,7 +449,7 @@ class Lab:
             for argv in ([client, "-s", bird.SOCKET, "show protocols"],
                          [client, "-s", bird.SOCKET, "show route"],
                          [which("ip"), "-4", "route"]):
-                rc, text = call(target, argv)
+                rc, text = self.call(target, argv)
                 if rc != 0:
                     return node.name, f"`{' '.join(argv[1:])}` failed: {text.strip()}"
                 answers.append(text)
@@ -487,6 +501,14 @@ class Lab:
         }
 
 
+def _read(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
 def _bird_home(files: dict[str, str]) -> None:
     """In a node: its own /var/run/calico, holding confd's files for its BIRD."""
     var_run = Path("/var/run")
@@ -500,14 +522,23 @@ def _bird_home(files: dict[str, str]) -> None:
         (config / name).write_text(text)
 
 
-def has_ipip(host: Target) -> bool:
-    rc, _ = call(host, ["/bin/sh", "-c", "ip link add labkit-probe type ipip"])
-    if rc == 0:
-        call(host, ["/bin/sh", "-c", "ip link del labkit-probe"])
-    return rc == 0
+def has_ipip() -> bool:
+    """Whether this kernel can make an ipip device (asked in the agent's own namespace)."""
+    ip = which("ip")
+
+    def run(*args: str) -> int:
+        with open(os.devnull, "r+b") as null:
+            pid = os.posix_spawn(ip, [ip, *args], ENV, file_actions=[
+                (os.POSIX_SPAWN_DUP2, null.fileno(), n) for n in (0, 1, 2)])
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    if run("link", "add", "labkit-probe", "type", "ipip") != 0:
+        return False
+    run("link", "del", "labkit-probe")
+    return True
 
 
-def choose_encapsulation(host: Target, topo: Topology, manifests: str) -> tuple[str, str]:
+def choose_encapsulation(topo: Topology, manifests: str) -> tuple[str, str]:
     """The mode the pool asks for, and a note if the replica runs another one instead.
 
     IPIP needs the kernel's ``ipip`` module (Felix's ``tunl0``).  Without it a lab
@@ -517,7 +548,7 @@ def choose_encapsulation(host: Target, topo: Topology, manifests: str) -> tuple[
     if topo.cni == "flannel":
         return "VXLAN", ""  # flannel's vxlan backend: no Calico pool to read
     wanted = topo.encapsulation
-    if not wanted.startswith("IPIP") or has_ipip(host):
+    if not wanted.startswith("IPIP") or has_ipip():
         return wanted, ""
     setting = f"ipipMode: {topo.ipip_mode}"
     if topo.ipip_fallback:
@@ -550,6 +581,9 @@ class Server:
         self.by_pid: dict[int, Job] = {}
         self.next_id = 1
         self.running = True
+        self.holders = {t.pid: t for t in lab.targets.values()}
+        self.gone: dict[str, int] = {}
+        """Nodes and pods whose PID 1 exited, and how: nothing can run in them any more."""
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_r = wake_r
         signal.set_wakeup_fd(wake_w)
@@ -663,7 +697,12 @@ class Server:
             writers.append(writer)
         t0, started = time.monotonic(), time.time()
         try:
-            pid = spawn_command(target, command, (null, writers[0].fileno(), writers[1].fileno()))
+            pid = self.lab.spawn_command(target, command,
+                                         (null, writers[0].fileno(), writers[1].fileno()))
+        except OSError as exc:
+            if self._is_gone(target):
+                raise SetupError(self._gone_message(target)) from exc
+            raise
         finally:
             os.close(null)
             for writer in writers:
@@ -691,7 +730,10 @@ class Server:
                 return
             job = self.by_pid.pop(pid, None)
             if job is None:
-                continue  # an orphan a command left behind, reparented to us (PID 1)
+                holder = self.holders.get(pid)
+                if holder is not None:  # a node's or pod's PID 1 (`kill 1` in it, say)
+                    self.gone[holder.name] = os.waitstatus_to_exitcode(status)
+                continue  # or an orphan a command left behind, reparented to us (PID 1)
             job.status, job.exited_at = status, time.monotonic()
             self._maybe_finish(job)
 
@@ -722,9 +764,39 @@ class Server:
     def _complete(self, job: Job) -> None:
         result = job.result()
         self.jobs.pop(job.id, None)
+        body: dict[str, Any] = {"result": result}
+        if result["rc"] == 128 + signal.SIGKILL and not job.timed_out and self._is_gone(job.target):
+            # Killed because its node's or pod's PID 1 exited: say that, not just "137".
+            body = {"ok": False, "error": {"type": "LabError", "message": self._gone_message(
+                job.target, f" while `{job.command}` ran")}}
         for waiter in job.waiters:
-            waiter({"result": result})
+            waiter(body)
         job.waiters.clear()
+
+    def _is_gone(self, target: Target) -> bool:
+        """Whether ``target``'s PID 1 has exited, or is exiting (the kernel then kills the
+        rest of its PID namespace and lets no new process in)."""
+        if target.name in self.gone or target.holder is None:
+            return target.name in self.gone
+        try:
+            pid, status = os.waitpid(target.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = 0, 0
+        if pid:
+            self.gone[target.name] = os.waitstatus_to_exitcode(status)
+            return True
+        try:
+            stat = Path(f"/proc/{target.pid}/stat").read_text()
+        except OSError:
+            return False
+        if int(stat.rsplit(")", 1)[1].split()[6]) & PF_EXITING:
+            self.gone[target.name] = -1
+            return True
+        return False
+
+    def _gone_message(self, target: Target, when: str = "") -> str:
+        return (f"{target.name} is gone: its PID 1 exited{when}, and every process in it "
+                "with it; nothing can run there any more")
 
     def _kill(self, job: Job, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -791,6 +863,9 @@ class Server:
                     known = list(self.lab.targets)
                     fail("UnknownTarget", str(request.get("target")), known=known)
                     return
+                if self._is_gone(target):
+                    fail("LabError", self._gone_message(target))
+                    return
                 background = op == "start"
                 job = self._launch(target, str(request["command"]),
                                    request.get("timeout"), background)
@@ -830,6 +905,8 @@ class Server:
                 reply({})
             else:
                 fail("LabError", f"unknown request {op!r}")
+        except SetupError as exc:
+            fail("LabError", str(exc))
         except Exception as exc:  # report, never die: the lab outlives one bad request
             fail("LabError", f"{type(exc).__name__}: {exc}")
 
@@ -847,16 +924,15 @@ def become_lab_init(config: dict[str, Any], handshake: Any) -> int:
     os.mkdir("/run/netns")
     linux.sethostname("labkit-" + config["name"])
     topo = load(Path(config["manifests"]))
-    host = Target("host", "host", os.getpid(), ())
+    listener = socket.socket(fileno=config["listen_fd"])
+    listener.set_inheritable(False)  # commands (and holders) must not hold it open
     note = ""
     encapsulation = config.get("encapsulation")
     if not encapsulation:
-        encapsulation, note = choose_encapsulation(host, topo, config["manifests"])
+        encapsulation, note = choose_encapsulation(topo, config["manifests"])
     lab = Lab(topo, encapsulation, config["mapping"], bird=config.get("bird", True), note=note)
     lab.build()
     lab.start_bird()
-    listener = socket.socket(fileno=config["listen_fd"])
-    listener.set_inheritable(False)  # commands must not hold the lab's socket open
     handshake.write("ready " + json.dumps(lab.inventory()) + "\n")
     handshake.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)

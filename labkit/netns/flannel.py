@@ -147,9 +147,13 @@ def attach(lab: Lab, pod: str, folder: str) -> list[cni.Call]:
     spec = next(p for p in topo.pods if p.name == pod)
     node = lab.targets[spec.node]
     netns = lab.netns[pod]
-    rc, text = call(node, [which("ip"), "netns", "attach", netns, str(lab.targets[pod].pid)])
-    if rc != 0:
-        raise SetupError(f"cannot name {pod}'s network namespace {netns}: {text.strip()}")
+    # `ip netns attach`, done by the agent: the node's /proc cannot see the pod's PID.
+    if node.holder is None:
+        raise SetupError(f"{spec.node} has no namespaces of its own to name {pod}'s in")
+    try:
+        lab.holders.attach_netns(node.holder, netns, lab.targets[pod].pid)
+    except OSError as exc:
+        raise SetupError(f"cannot name {pod}'s network namespace {netns}: {exc}") from exc
     path = f"/run/netns/{netns}"
     run = runner(node)
     container = sandbox_id(topo.cluster, spec.namespace, pod)

@@ -36,8 +36,9 @@ PACKAGES = {
     "sysctl": "procps",
     "newuidmap": "uidmap",
     "birdc": "bird",
+    "catatonit": "catatonit",
 }
-REQUIRED = ("ip", "bridge")
+REQUIRED = ("ip", "bridge", "catatonit")
 START_TIMEOUT = 60.0
 SUBIDS = 65536
 
@@ -79,7 +80,7 @@ def missing_tools() -> dict[str, str]:
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     return {
         tool: package for tool, package in PACKAGES.items()
-        if tool != "newuidmap" and not shutil.which(tool, path=path)
+        if tool not in ("newuidmap", "catatonit") and not shutil.which(tool, path=path)
     }
 
 
