@@ -8,6 +8,8 @@
 Everything not listed in ``__all__`` is internal and may change.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CommandFailed,
     CommandTimeout,
@@ -19,10 +21,27 @@ from .errors import (
     UnknownTarget,
 )
 from .lab import Background, Lab, Node, Pod, Target, open_lab
-from .node_diagram import Diagram, diagram
-from .packet_walk import PacketWalk, walk
 from .result import Result
-from .status import status
+
+if TYPE_CHECKING:
+    from .node_diagram import Diagram, diagram
+    from .packet_walk import PacketWalk, walk
+    from .status import status
+
+# Imported on first use: they pull in jinja2 and the renderer, which the lab's agent (a
+# process of its own, started for every lab) never needs.
+_LAZY = {"Diagram": "node_diagram", "diagram": "node_diagram", "PacketWalk": "packet_walk",
+         "walk": "packet_walk", "status": "status"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
