@@ -142,7 +142,7 @@ def recorded_once_fixture(request: pytest.FixtureRequest,
     require_lab(request)
     copy = make_copy(tmp_path_factory.mktemp("recorded"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(labkit.build, "code_fingerprint", lambda: SOURCE)
+        patch.setattr(labkit.build, "code_fingerprint", lambda *_: SOURCE)
         pages = copy.build()
     assert {p.how for p in pages.values()} == {"live", "static"}, copy.logged
     return Recorded(copy, pages)
@@ -154,5 +154,5 @@ def recorded_fixture(recorded_once: Recorded, tmp_path: Path,
     """A fresh copy of the recorded project for one test to change as it likes."""
     root = tmp_path / "project"
     shutil.copytree(recorded_once.copy.root, root, symlinks=True)
-    monkeypatch.setattr(labkit.build, "code_fingerprint", lambda: SOURCE)
+    monkeypatch.setattr(labkit.build, "code_fingerprint", lambda *_: SOURCE)
     return Recorded(Copy(root), recorded_once.pages)

@@ -104,6 +104,44 @@ def test_labkits_source_is_in_the_key(tmp_path: Path, monkeypatch: pytest.Monkey
     assert key(code=after) != key(code=before)
 
 
+def _edited_fingerprints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str,
+                         lab: str = "netns") -> tuple[str, str]:
+    """The key's code fingerprint for ``lab`` before and after a comment is added to
+    labkit's ``edited`` (a copy of labkit, so the checkout is not touched)."""
+    package = tmp_path / "labkit"
+    shutil.copytree(ROOT / "labkit", package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(build_module, "__file__", str(package / "build.py"))
+    before = code_fingerprint(lab)
+    source = package / edited
+    source.write_text(source.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
+    return before, code_fingerprint(lab)
+
+
+@pytest.mark.parametrize("edited", ["cli.py", "bench.py", "kind/backend.py", "kind/cluster.py"])
+def test_code_that_cannot_change_a_netns_chapters_output_is_not_in_its_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str) -> None:
+    before, after = _edited_fingerprints(tmp_path, monkeypatch, edited)
+    assert before == after
+
+
+@pytest.mark.parametrize("edited", ["netns/plan.py", "netns/holder.py", "render.py",
+                                    "execute.py", "lab.py", "calico.py", "topology.py",
+                                    "svg.py"])
+def test_code_that_shapes_a_netns_chapters_output_or_page_is_in_its_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str) -> None:
+    before, after = _edited_fingerprints(tmp_path, monkeypatch, edited)
+    assert before != after
+
+
+def test_the_kind_backend_is_in_a_kind_chapters_key_and_the_replica_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before, after = _edited_fingerprints(tmp_path, monkeypatch, "kind/backend.py", lab="kind")
+    assert before != after
+    before, after = _edited_fingerprints(tmp_path / "2", monkeypatch, "netns/agent.py",
+                                         lab="kind")
+    assert before == after
+
+
 def test_labkits_version_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     before = key()
     monkeypatch.setattr(build_module, "__version__", "99.0.0")
@@ -194,7 +232,7 @@ def test_a_manifest_change_runs_every_chapter_live(recorded: Recorded,
 def test_a_change_to_labkit_runs_every_chapter_live(recorded: Recorded,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     opened = count_labs(monkeypatch)
-    monkeypatch.setattr(build_module, "code_fingerprint", lambda: "0" * 64)
+    monkeypatch.setattr(build_module, "code_fingerprint", lambda *_: "0" * 64)
     pages = recorded.copy.build()
     assert opened == BOTH
     assert pages["01-same-node.md"].how == "live"
