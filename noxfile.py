@@ -11,6 +11,9 @@ import nox
 
 nox.options.sessions = ["build", "tests", "lint"]
 nox.options.reuse_existing_virtualenvs = False
+# uv creates a venv and installs from its cache in a fraction of pip's time; nox falls back
+# to virtualenv (pip) where uv is not installed.
+nox.options.default_venv_backend = "uv|virtualenv"
 
 BANNERS = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
 
