@@ -22,16 +22,16 @@ from .errors import (
 )
 from .lab import Background, Lab, Node, Pod, Target, open_lab
 from .result import Result
+from .status import status
 
 if TYPE_CHECKING:
     from .node_diagram import Diagram, diagram
     from .packet_walk import PacketWalk, walk
-    from .status import status
 
-# Imported on first use: they pull in jinja2 and the renderer, which the lab's agent (a
-# process of its own, started for every lab) never needs.
+# Imported on first use (no submodule has these names): they pull in jinja2 and the
+# renderer, which the lab's agent (a process of its own, started for every lab) never needs.
 _LAZY = {"Diagram": "node_diagram", "diagram": "node_diagram", "PacketWalk": "packet_walk",
-         "walk": "packet_walk", "status": "status"}
+         "walk": "packet_walk"}
 
 
 def __getattr__(name: str) -> Any:
