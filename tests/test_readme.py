@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"iproute2", "iputils-ping", "iputils-arping", "tcpdump", "uidmap", "procps",
-            "bird", "python3", "python3-venv"}
+            "bird", "catatonit", "python3", "python3-venv"}
 """What the lab and the build need from Debian (the README's own list, written down here)."""
 
 
