@@ -75,16 +75,25 @@ class Holders:
     """
 
     def __init__(self, work: Path = Path("/run/labkit")) -> None:
-        self.own = {ns: os.open(f"/proc/self/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-                    for ns in NAMESPACES}
         self.work = work
-        for sub in ("stage", "root", "dev"):
-            (work / sub).mkdir(parents=True, exist_ok=True)
+        self.null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self.own: dict[str, int] = {}
         self.pause = shutil.which(PAUSE, path="/usr/local/bin:/usr/bin:/bin")
+        self.unshare = shutil.which("unshare", path="/usr/bin:/bin") or "/usr/bin/unshare"
+        self.proc_pidns = False
+
+    def _prepare(self) -> None:
+        """What every holder shares, made once, before the first holder."""
+        if os.getpid() != 1:
+            # It mounts on /run: only ever inside the lab's own namespaces (the lab's PID 1
+            # runs in a private mount namespace and /run), never on the build machine.
+            raise HolderError("holders are made by the lab's PID 1, in its own namespaces")
         if self.pause is None:
             raise HolderError(f"`{PAUSE}` is not installed (Debian/Ubuntu package {PAUSE})")
-        self.unshare = shutil.which("unshare", path="/usr/bin:/bin") or "/usr/bin/unshare"
-        self.null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self.own = {ns: os.open(f"/proc/self/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+                    for ns in NAMESPACES}
+        for sub in ("stage", "root", "dev"):
+            (self.work / sub).mkdir(parents=True, exist_ok=True)
         self._devices()
         # Each holder keeps four namespace files open; a thousand pods need more than the
         # usual soft limit of 1024.
@@ -114,6 +123,8 @@ class Holders:
 
     def make(self, name: str, files: dict[str, str | None]) -> Holder:
         """A new holder called ``name`` (its hostname) whose ``/etc`` has ``files``."""
+        if not self.own:
+            self._prepare()
         try:
             linux.unshare(UNSHARE)
         except OSError as exc:
