@@ -59,7 +59,7 @@ def node_resolv_conf(topo: Topology) -> str:
 
 def node_files(topo: Topology, node: NodeSpec) -> dict[str, str | None]:
     """``etc/<file>`` -> content for one kind node."""
-    addresses = [node.ip, *([v6] if (v6 := getattr(node, "ip6", "")) else [])]
+    addresses = [node.ip, *([node.ip6] if node.ip6 else [])]
     return {
         "hostname": f"{node.name}\n",
         "hosts": DOCKER_HOSTS + "".join(f"{ip}\t{node.name}\n" for ip in addresses),
