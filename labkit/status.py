@@ -81,8 +81,6 @@ class Status:
                                  "pods": [_public(p) for p in lab.pods]})
 
     def markdown(self) -> str:
-        from .render import fence  # the renderer (jinja2) only when a page shows it
-
         # What the command prints, as a terminal shows it (the renderer puts it in a tab).
         # Imported here: the renderer (and jinja2) is most of `import labkit`, which every
         # lab's agent process does; only a page needs it.
