@@ -1,11 +1,16 @@
 # The benchmark behind the README's figures: the lab's speed, and what a rebuild costs.
 """``python -m labkit.bench`` (``nox -s bench``) measures, side by side in one run:
 
-1. **the lab**: bringing the seed topology up and down (median of N), and one
+1. **the lab**: bringing the seed topology up, and down (median of N), and one
    ``sh("ip route")`` through the Lab API against the same command run with
    ``nsenter`` straight into the same namespaces (the holder process of the
    node), as a ratio;
-2. **builds**, in a temporary copy of the project: a cold live build, a rebuild
+2. **scale**: labs of 10, 100 and 1000 pods on 16 nodes (start-up, the cost of
+   each extra pod, the PSS of all the lab's processes), the same pods built by a
+   shell loop of bare ``ip`` calls, and, as root where Mininet is installed,
+   ``mn --switch lxbr --controller none --topo single,N --test none`` against a
+   lab of N pods on one node;
+3. **builds**, in a temporary copy of the project: a cold live build, a rebuild
    with nothing changed, a rebuild after a prose-only edit, and plain
    ``mkdocs build`` of the very pages the rebuild rendered, with no labkit in it
    at all (the gen-files plugin left out of ``mkdocs.yml``), with the ratios of
@@ -19,6 +24,8 @@ mkdocs build``): the ratio is what labkit adds to a site build.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -31,6 +38,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
+from . import topology
 from .build import ROOT
 from .lab import Lab, open_lab
 
@@ -55,9 +65,15 @@ def _time(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def lab_up_down(rounds: int) -> list[float]:
-    """Seconds to bring the seed topology up and down again, ``rounds`` times."""
-    return [_time(lambda: open_lab("netns").close()) for _ in range(rounds)]
+def lab_up_down(rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds to bring the seed topology up, and down again, ``rounds`` times."""
+    ups, downs = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        lab = open_lab("netns")
+        ups.append(time.perf_counter() - started)
+        downs.append(_time(lab.close))
+    return ups, downs
 
 
 def holder_pid(lab: Lab, name: str) -> int:
@@ -81,7 +97,8 @@ def holder_pid(lab: Lab, name: str) -> int:
 
 def _nsenter(pid: int, argv: list[str]) -> list[str]:
     # The user namespace first (it owns the others), keeping our uid as the agent does.
-    return ["nsenter", "-t", str(pid), "-U", "-n", "-u", "-m", "--preserve-credentials", *argv]
+    return ["nsenter", "-t", str(pid), "-U", "-n", "-u", "-m", "-p", "--preserve-credentials",
+            *argv]
 
 
 def sh_against_nsenter(rounds: int) -> tuple[list[float], list[float]]:
@@ -100,6 +117,151 @@ def sh_against_nsenter(rounds: int) -> tuple[list[float], list[float]]:
             nsenter_times.append(_time(lambda: subprocess.run(direct, capture_output=True,
                                                               check=True)))
     return labkit_times, nsenter_times
+
+
+# -- scale -----------------------------------------------------------------------------------
+
+SCALE = ((16, 10), (16, 100), (16, 1000))
+"""(nodes, pods) of the labs the start-up rows time: the pod count grows, the nodes do not."""
+MININET = (4, 40, 200)
+
+
+def scale_manifests(where: Path, nodes: int, pods: int, block_prefix: int = 26) -> Path:
+    """A manifests folder for the seed's cluster with ``nodes`` nodes and ``pods`` app pods
+    spread over them in turn; each node's block is a /``block_prefix`` of 10.244.0.0/16.
+
+    The blocks are laid out in order, not from the nodes' names as Calico does: the
+    lab's start-up does the same work either way.
+    """
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "manifests" / "calico.yaml", where / "calico.yaml")
+    roles = ["control-plane"] + ["worker"] * (nodes - 1)
+    names = topology.node_names("calico-ipip", roles)
+    (where / "kind-cluster.yaml").write_text(yaml.safe_dump({
+        "kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "calico-ipip",
+        "networking": {"disableDefaultCNI": True, "podSubnet": "10.244.0.0/16"},
+        "nodes": [{"role": role} for role in roles],
+    }))
+    deployment = yaml.safe_load((ROOT / "manifests" / "app-deployment.yaml").read_text())
+    deployment["spec"]["replicas"] = pods
+    (where / "app-deployment.yaml").write_text(yaml.safe_dump(deployment))
+    size = 2 ** (32 - block_prefix)
+    base = int(ipaddress.ip_address("10.244.0.0"))
+    seed = yaml.safe_load((ROOT / "manifests" / "replica.yaml").read_text())
+    (where / "replica.yaml").write_text(yaml.safe_dump({
+        # The seed's other settings (what stands in for IPIP without the ipip module...).
+        **{key: value for key, value in seed.items() if key not in ("nodes", "pods")},
+        "nodes": {name: {"ip": f"172.18.{(i + 2) // 256}.{(i + 2) % 256}",
+                         "block": f"{ipaddress.ip_address(base + i * size)}/{block_prefix}"}
+                  for i, name in enumerate(names)},
+        "pods": [{"name": f"app-{i:05d}", "node": names[i % nodes]} for i in range(pods)],
+    }, sort_keys=False))
+    return where
+
+
+def lab_processes(lab: Lab) -> list[int]:
+    """The pids of a netns lab this process started: its agent and everything under it."""
+    process = getattr(lab._backend, "_process", None)
+    if process is None:
+        raise RuntimeError("only a netns lab this process started has processes to find")
+    found, pending = [], [int(process.pid)]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        with contextlib.suppress(OSError):
+            pending += [int(c) for c in children.read_text().split()]
+    return found
+
+
+def pss_kib(pids: list[int]) -> int:
+    """Their proportional set size, summed (KiB): shared pages count once in all."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def scale_up(manifests: Path, rounds: int) -> tuple[list[float], list[float], int]:
+    """Seconds to start and to stop the lab of ``manifests`` ``rounds`` times, and the PSS
+    (KiB) of all its processes once it is up."""
+    ups, downs, pss = [], [], 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        lab = open_lab("netns", manifests=manifests)
+        ups.append(time.perf_counter() - started)
+        pss = pss_kib(lab_processes(lab))
+        started = time.perf_counter()
+        lab.close()
+        downs.append(time.perf_counter() - started)
+    return ups, downs, pss
+
+
+# What the replica does for one pod, as separate `ip` commands (one process each): its named
+# network namespace, the veth pair, the pod's address and routes, the node's route.
+IP_LOOP = """
+set -e
+n={n}; i=0
+ip link set lo up
+while [ $i -lt $n ]; do
+  p=pod$i; ip=10.244.$((i / 250)).$((i % 250 + 2))
+  ip netns add $p
+  ip link add cali$i type veth peer name eth0 netns $p
+  ip -n $p link set lo up
+  ip -n $p addr add $ip/32 dev eth0
+  ip -n $p link set eth0 up
+  ip -n $p route add 169.254.1.1 dev eth0 scope link
+  ip -n $p route add default via 169.254.1.1 dev eth0
+  ip link set cali$i up
+  ip route add $ip/32 dev cali$i scope link
+  i=$((i + 1))
+done
+"""
+
+
+def ip_loop(pods: int) -> float:
+    """Seconds for a shell loop of bare ``ip`` calls to build ``pods`` pods on one node,
+    in a user, network and mount namespace of its own (its /run/netns too)."""
+    script = ("mount -t tmpfs tmpfs /run && mkdir /run/netns && "
+              + IP_LOOP.format(n=pods))
+    started = time.perf_counter()
+    subprocess.run(["unshare", "--map-root-user", "--net", "--mount", "--propagation",
+                    "private", "sh", "-c", script], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+MN_DONE = re.compile(r"completed in ([0-9.]+) seconds")
+
+
+def mininet(hosts: int) -> float:
+    """Mininet's own figure for building and stopping ``single,hosts`` on a Linux bridge,
+    run in a network and mount namespace of its own so that nothing of it reaches the
+    machine's network."""
+    done = subprocess.run(
+        ["unshare", "--net", "--mount", "--propagation", "private",
+         "mn", "--switch", "lxbr", "--controller", "none", "--topo", f"single,{hosts}",
+         "--test", "none"], capture_output=True, text=True, timeout=600)
+    found = MN_DONE.search(done.stdout + done.stderr)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"mn single,{hosts} failed:\n{(done.stdout + done.stderr)[-2000:]}")
+    return float(found[1])
+
+
+def mininet_missing() -> str:
+    """Why the Mininet rows cannot run here, or ``""``."""
+    if shutil.which("mn") is None or shutil.which("brctl") is None:
+        return ("Mininet is not installed: sudo apt-get install mininet bridge-utils "
+                "(then run the bench as root)")
+    if os.geteuid() != 0:
+        return "Mininet runs as root only: run the bench as root for those rows"
+    return ""
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 # -- builds ----------------------------------------------------------------------------------
@@ -244,20 +406,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="`ip route` runs each way (default 200)")
     parser.add_argument("--build-rounds", type=int, default=5,
                         help="rebuilds of each kind (default 3)")
+    parser.add_argument("--scale-rounds", type=int, default=2,
+                        help="start-ups of each scaled lab and Mininet run (default 2)")
     parser.add_argument("--skip-lab", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-builds", action="store_true")
     args = parser.parse_args(argv)
     print(f"labkit bench on {os.uname().nodename} (Linux {os.uname().release}, "
-          f"{os.cpu_count()} CPUs, uid {os.getuid()})")
+          f"{os.cpu_count()} CPUs, uid {os.getuid()}); load average {load_average()}")
     if not args.skip_lab:
-        up = lab_up_down(args.lab_rounds)
+        up, down = lab_up_down(args.lab_rounds)
         through, direct = sh_against_nsenter(args.sh_rounds)
         ratio = _median(through) / _median(direct)
-        print("the lab:")
-        print(_row("seed topology up + down (aim < 1 s)", up))
+        seed = topology.load()
+        print(f"the lab (the seed topology: {len(seed.nodes)} nodes, {len(seed.pods)} pods):")
+        print(_row("seed topology up (aim < 0.25 s)", up))
+        print(_row("seed topology up + down (aim < 0.5 s)",
+                   [a + b for a, b in zip(up, down, strict=True)]))
         print(_row(f'sh("{COMMAND}") through labkit', through, 1000, "ms"))
-        print(_row(f"nsenter -t PID -U -n -u -m ... {COMMAND}", direct, 1000, "ms"))
+        print(_row(f"nsenter -t PID -U -n -u -m -p ... {COMMAND}", direct, 1000, "ms"))
         print(f"  {'ratio labkit / nsenter (aim <= 1.3)':<46} {ratio:8.2f}")
+    if not args.skip_scale:
+        scale(args.scale_rounds)
     if not args.skip_builds:
         figures = builds(args.build_rounds)
         plain = _median(figures["plain"])
@@ -267,7 +437,50 @@ def main(argv: list[str] | None = None) -> int:
                            ("prose", "rebuild after a prose-only edit (aim <= 1.2x)"),
                            ("plain", "plain mkdocs build of the same pages")):
             print(f"{_row(label, figures[key])}  {_median(figures[key]) / plain:5.2f}x")
+    print(f"load average at the end: {load_average()}")
     return 0
+
+
+def scale(rounds: int) -> None:
+    """The start-up rows: growing labs, a loop of bare ip calls, and Mininet."""
+    with tempfile.TemporaryDirectory(prefix="labkit-scale-") as tmp:
+        print("start-up by pod count (labkit up, median; all processes' PSS once up):")
+        ups: dict[int, float] = {}
+        pss: dict[int, int] = {}
+        for nodes, pods in SCALE:
+            up, down, pss[pods] = scale_up(scale_manifests(Path(tmp) / f"s{pods}", nodes, pods),
+                                           rounds)
+            ups[pods] = _median(up)
+            print(_row(f"{nodes} nodes, {pods} pods: up", up)
+                  + f"  down {_median(down):.3f} s, PSS {pss[pods] / 1024:.1f} MiB")
+        small, mid, big = (p for _, p in SCALE)
+        per_pod = (ups[big] - ups[mid]) / (big - mid)
+        print(f"  {'cost per extra pod, 100 -> 1000 pods':<46} {per_pod * 1000:8.2f} ms")
+        print(f"  {'cost per extra pod, 10 -> 100 pods':<46} "
+              f"{(ups[mid] - ups[small]) / (mid - small) * 1000:8.2f} ms")
+        print(f"  {'PSS per pod at 1000 pods (aim < 1 MiB)':<46} {pss[big] / big:8.0f} KiB"
+              f"  (marginal, 10 -> 1000: {(pss[big] - pss[small]) / (big - small):.0f} KiB)")
+        loop = [ip_loop(mid) for _ in range(rounds)]
+        print(_row(f"a shell loop of bare `ip` calls, {mid} pods", loop)
+              + f"  labkit / loop {ups[mid] / _median(loop):.2f}")
+        missing = mininet_missing()
+        if missing:
+            print(f"Mininet rows skipped: {missing}")
+            return
+        print("Mininet `mn --switch lxbr --controller none --topo single,N --test none` "
+              "(its own 'completed in') against labkit with N pods on one node, up + down:")
+        for hosts in MININET:
+            # One node holds all N pods: a /24 block where one /26 would not hold them.
+            manifests = scale_manifests(Path(tmp) / f"mn{hosts}", 1, hosts,
+                                        26 if hosts <= 62 else 24)
+            ours, theirs = [], []
+            for _ in range(rounds):  # interleaved, so both meet the same machine
+                up, down, _ = scale_up(manifests, 1)
+                ours.append(up[0] + down[0])
+                theirs.append(mininet(hosts))
+            print(_row(f"N = {hosts}: labkit", ours) + f"  Mininet {_median(theirs):.3f} s"
+                  f"  labkit/Mininet {_median(ours) / _median(theirs):.2f}"
+                  + ("  (aim <= 0.25)" if hosts == MININET[-1] else ""))
 
 
 if __name__ == "__main__":
