@@ -160,7 +160,9 @@ def test_confd_configuration_for_worker2() -> None:
 def test_bird_parses_the_configuration(tmp_path: Path, mode: str) -> None:
     for name, text in bird.config_files(topology.load(ROOT / "manifests"), W2, mode).items():
         (tmp_path / name).write_text(text)
-    parsed = subprocess.run(["bird", "-p", "-c", str(tmp_path / "bird.cfg")],
+    # The lab's own PATH (agent.which), not the test's: an ordinary user's PATH, as CI's,
+    # often lacks /usr/sbin, where Debian puts bird.
+    parsed = subprocess.run([agent.which("bird"), "-p", "-c", str(tmp_path / "bird.cfg")],
                             capture_output=True, text=True)
     assert parsed.returncode == 0, parsed.stderr
 
