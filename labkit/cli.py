@@ -13,7 +13,7 @@ LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such
     labkit build [--lab L] [--replay] [--keep-going] [--fresh]
                                       run the chapters and build site/ with mkdocs
     labkit check [--lab L]            run every snippet live, diff against transcripts
-    labkit pin [manifest|calicoctl]   kind lab: record the sha256 of what it downloads
+    labkit pin [manifest|calicoctl|flannel]   kind lab: record the sha256 of what it downloads
 
 Errors print one line (``labkit: ...``) and exit 1; bad arguments print usage and exit 2.
 """
@@ -109,8 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--lab", choices=LABS, default="netns")
 
     pin = sub.add_parser("pin", help="kind lab: download and record the sha256 of Calico's "
-                                     "manifest (or calicoctl) in manifests/calico.yaml")
-    pin.add_argument("what", choices=["manifest", "calicoctl"], nargs="?", default="manifest")
+                                     "manifest (or calicoctl) in manifests/calico.yaml, or of "
+                                     "kube-flannel.yml (flannel) in manifests/flannel/flannel.yaml")
+    pin.add_argument("what", choices=["manifest", "calicoctl", "flannel"], nargs="?",
+                     default="manifest")
     pin.add_argument("--arch", default=None, help="calicoctl's architecture (default amd64)")
     return parser
 

@@ -792,11 +792,224 @@ def test_the_inventory_lists_the_clusters_own_pods_but_not_host_network_ones() -
     assert dns_row["labels"] == {"k8s-app": "kube-dns"}
 
 
-def test_the_kind_lab_refuses_the_flannel_lab_saying_so() -> None:
-    from labkit.errors import LabUnavailable
-    from labkit.kind import backend
+# -- the Flannel lab (manifests/flannel/: kind + kube-flannel.yml + bridge) ------------------
 
+FLANNEL = MANIFESTS / "flannel"
+FLANNEL_CLUSTER = json.loads((SAMPLES / "flannel-cluster.json").read_text())
+
+
+def kube_flannel_yml(version: str = "v0.22.0", namespace: str = "kube-flannel",
+                     network: str = "10.244.0.0/16") -> str:
+    """The parts of kube-flannel.yml the lab relies on, in its shape (v0.22.0)."""
+    net_conf = json.dumps({"Network": network, "Backend": {"Type": "vxlan"}})
+    config = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "kube-flannel-cfg", "namespace": namespace},
+              "data": {"net-conf.json": net_conf}}
+    daemonset = copy.deepcopy(FLANNEL_CLUSTER["daemonset_ready"])
+    daemonset.update(apiVersion="apps/v1", kind="DaemonSet")
+    daemonset["metadata"]["namespace"] = namespace
+    daemonset.pop("status")
+    for container in (*daemonset["spec"]["template"]["spec"]["initContainers"],
+                      *daemonset["spec"]["template"]["spec"]["containers"]):
+        container["image"] = container["image"].replace("flannel:v0.22.0", f"flannel:{version}")
+    namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    return yaml.safe_dump_all([namespace_doc, config, daemonset])
+
+
+def test_the_flannel_lab_refuses_an_unpinned_kube_flannel_yml_and_says_how_to_pin_it(
+        tmp_path: Path) -> None:
+    web = FakeWeb(b"x")
+    lab = settings.load(FLANNEL)
+    assert lab.cni == "flannel" and lab.cluster == "flannel"
     with pytest.raises(LabUnavailable) as caught:
-        backend.start(MANIFESTS / "flannel")
-    assert "the kind lab installs Calico only" in str(caught.value)
-    assert "flannel lab" in str(caught.value)
+        download.get(lab.manifest, fetch=web, directory=tmp_path)
+    first_line = str(caught.value).splitlines()[0]
+    assert first_line == ("kube-flannel.yml is not pinned: `manifest.sha256` in "
+                          "manifests/flannel/flannel.yaml is null, and the kind lab only "
+                          "applies files whose sha256 it knows")
+    assert caught.value.hint.startswith(
+        "on a machine with network access run `labkit pin flannel` (it downloads the file, "
+        "shows its sha256 and writes it into manifests/flannel/flannel.yaml)")
+    assert web.calls == []
+
+
+def test_an_unpinned_flannel_lab_fails_before_a_cluster_exists(bin_dir: Path) -> None:
+    fake_tool(bin_dir, "docker", DOCKER_UP)
+    log = kind_logging_calls(bin_dir)
+    with pytest.raises(LabUnavailable, match=r"kube-flannel\.yml is not pinned"):
+        backend.start(FLANNEL, progress=lambda message: None)
+    assert "create" not in log.read_text()
+
+
+def test_pin_flannel_writes_kube_flannel_ymls_hash_into_flannel_yaml(
+        manifests: Path, bin_dir: Path) -> None:
+    body = kube_flannel_yml().encode()
+    web = FakeWeb(body)
+    calico_before = (manifests / "calico.yaml").read_text()
+    digest = backend.pin("flannel", manifests, fetch=web)
+    assert web.calls == [
+        "https://github.com/flannel-io/flannel/releases/download/v0.22.0/kube-flannel.yml"]
+    assert digest == download.sha256(body)
+    assert f"  sha256: {digest}\n" in (manifests / "flannel" / "flannel.yaml").read_text()
+    assert (manifests / "calico.yaml").read_text() == calico_before
+    pinned_lab = settings.load(manifests / "flannel")
+    assert pinned_lab.manifest.sha256 == digest
+    assert download.get(pinned_lab.manifest, fetch=FakeWeb(b"")) == body
+
+
+def test_kube_flannel_yml_is_checked_before_it_is_applied() -> None:
+    lab = settings.load(FLANNEL)
+    kinds = [o["kind"] for o in settings.flannel_objects(kube_flannel_yml(), lab)]
+    assert kinds == ["Namespace", "ConfigMap", "DaemonSet"]
+    with pytest.raises(settings.SettingsError) as caught:
+        settings.flannel_objects(kube_flannel_yml(version="v0.21.5"), lab)
+    assert str(caught.value) == ("kube-flannel.yml runs docker.io/flannel/flannel:v0.21.5, but "
+                                 "manifests/flannel/flannel.yaml says v0.22.0")
+    with pytest.raises(settings.SettingsError, match="no kube-flannel-ds DaemonSet in "
+                                                     "namespace kube-flannel"):
+        settings.flannel_objects(kube_flannel_yml(namespace="kube-system"), lab)
+    with pytest.raises(settings.SettingsError, match=r"Network 10\.96\.0\.0/16"):
+        settings.flannel_objects(kube_flannel_yml(network="10.96.0.0/16"), lab)
+
+
+def test_the_bridge_plugin_is_docker_cp_d_onto_every_node(bin_dir: Path) -> None:
+    log = bin_dir.parent / "docker.log"
+    fake_tool(bin_dir, "docker", f"""
+        import sys
+        with open({str(log)!r}, "a") as log:
+            log.write(" ".join(sys.argv[1:]) + "\\n")
+    """)
+    shown: list[str] = []
+    backend.install_bridge(settings.load(FLANNEL), shown.append)
+    assert log.read_text().splitlines() == [
+        "cp /usr/lib/cni/bridge flannel-control-plane:/opt/cni/bin/bridge",
+        "cp /usr/lib/cni/bridge flannel-worker:/opt/cni/bin/bridge",
+        "cp /usr/lib/cni/bridge flannel-worker2:/opt/cni/bin/bridge",
+    ]
+    assert shown == ["copied /usr/lib/cni/bridge to /opt/cni/bin/bridge on "
+                     "flannel-control-plane, flannel-worker, flannel-worker2"]
+
+
+def test_a_missing_bridge_plugin_names_the_debian_package_before_kind_runs(
+        manifests: Path, bin_dir: Path) -> None:
+    fake_tool(bin_dir, "docker", DOCKER_UP)
+    log = kind_logging_calls(bin_dir)
+    flannel_yaml = manifests / "flannel" / "flannel.yaml"
+    flannel_yaml.write_text(flannel_yaml.read_text().replace(
+        "bridge: /usr/lib/cni/bridge", f"bridge: {bin_dir.parent}/no-such-bridge"))
+    with pytest.raises(LabUnavailable) as caught:
+        backend.start(manifests / "flannel", progress=lambda message: None)
+    assert f"{bin_dir.parent}/no-such-bridge" in caught.value.message
+    assert "containernetworking-plugins" in caught.value.hint
+    assert not log.exists() or "create" not in log.read_text()
+
+
+def test_readiness_of_the_kube_flannel_daemonset() -> None:
+    assert readiness.daemonset_problem(FLANNEL_CLUSTER["daemonset_ready"]) is None
+    assert readiness.daemonset_problem(FLANNEL_CLUSTER["daemonset_starting"]) == \
+        "daemonset kube-flannel/kube-flannel-ds (2/3 ready)"
+    assert backend._flannel_daemonset([]) == [
+        "DaemonSet kube-flannel/kube-flannel-ds not created yet"]
+    assert backend._flannel_daemonset([FLANNEL_CLUSTER["daemonset_starting"]]) == []
+    # what a pod shows while `bridge` is missing on its node: the sandbox is never made
+    assert readiness.pod_problem(FLANNEL_CLUSTER["pod_without_bridge"]) == \
+        "pod kube-system/coredns-64897985d-4xq7n (coredns: ContainerCreating)"
+
+
+class FakeApi:
+    """What set_up asks of the API: applies and waits, recorded in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        names = ("list_namespaced_daemon_set", "list_daemon_set_for_all_namespaces",
+                 "list_deployment_for_all_namespaces", "list_namespaced_deployment")
+        self.apps = type("Apps", (), {n: staticmethod(lambda n=n: n) for n in names})()
+        names = ("list_node", "list_pod_for_all_namespaces", "list_namespaced_pod")
+        self.core = type("Core", (), {n: staticmethod(lambda n=n: n) for n in names})()
+
+    def apply(self, objects: list[dict[str, Any]], progress: Any) -> None:
+        self.calls.append(("apply", *(o["kind"] for o in objects)))
+
+    def wait(self, lister: Any, check: Any, *, what: str, **kwargs: Any) -> list[Any]:
+        where = kwargs.get("namespace", "")
+        self.calls.append(("wait", lister(), check.__name__, what, where))
+        return []
+
+
+def test_set_up_waits_for_kube_flannel_then_the_seeds_deployment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    monkeypatch.setattr(backend, "remove_control_plane_taint", lambda api, p: order.append("taint"))
+    monkeypatch.setattr(backend, "install_bridge", lambda s, p: order.append("bridge"))
+    monkeypatch.setattr(backend, "prepare_nodes", lambda s, p: order.append("tools") or {})
+    api = FakeApi()
+    backend.set_up(api, settings.load(FLANNEL), kube_flannel_yml().encode(),  # type: ignore
+                   lambda message: None, 1.0)
+    assert order == ["taint", "bridge", "tools"]
+    assert api.calls == [
+        ("apply", "Namespace", "ConfigMap", "DaemonSet"),
+        ("wait", "list_namespaced_daemon_set", "daemonset_problem",
+         "the DaemonSet kube-flannel/kube-flannel-ds", "kube-flannel"),
+        ("wait", "list_namespaced_pod", "pod_problem", "the kube-flannel pods", "kube-flannel"),
+        ("wait", "list_node", "node_problem", "the nodes to be Ready", ""),
+        ("wait", "list_daemon_set_for_all_namespaces", "daemonset_problem",
+         "the DaemonSets (kube-flannel-ds)", ""),
+        ("wait", "list_deployment_for_all_namespaces", "deployment_problem",
+         "the Deployments (coredns)", ""),
+        ("wait", "list_pod_for_all_namespaces", "pod_problem", "every pod to be Ready", ""),
+        ("apply", "Deployment"),
+        ("wait", "list_namespaced_deployment", "deployment_problem", "deployment app",
+         "default"),
+        ("wait", "list_namespaced_pod", "pod_problem", "the pods of app", "default"),
+    ]
+
+
+def flannel_inventory() -> dict[str, Any]:
+    links = inventory.flannel_links((SAMPLES / "flannel-links-worker.txt").read_text())
+    return inventory.build_flannel(settings.load(FLANNEL), nodes=FLANNEL_CLUSTER["nodes"],
+                                   pods=FLANNEL_CLUSTER["pods"], links=links, info={})
+
+
+def test_the_flannel_inventory_takes_blocks_from_podcidr_and_veths_from_the_node() -> None:
+    found = flannel_inventory()
+    assert found["info"]["cni"] == "flannel" and found["info"]["flannel"] == "v0.22.0"
+    assert found["info"]["encapsulation"] == "VXLAN" and found["info"]["backend"] == "kind"
+    assert [n["name"] for n in found["nodes"]] == [
+        "flannel-control-plane", "flannel-worker", "flannel-worker2"]
+    assert found["nodes"][1] == {
+        "name": "flannel-worker", "role": "worker", "ip": "172.18.0.3",
+        "block": "10.244.1.0/24", "hostname": "flannel-worker",
+        "tunnel_device": "flannel.1", "tunnel_ip": "10.244.1.0",
+        "prompt": "root@flannel-worker:/#",
+    }
+    assert found["nodes"][0]["block"] == "10.244.0.0/24"
+    assert found["nodes"][0]["role"] == "control-plane"
+    pods = {p["name"]: p for p in found["pods"]}
+    # kube-flannel-ds runs in the host's network: not a pod of the lab
+    assert list(pods) == ["coredns-64897985d-4xq7n", "app-7c9d8b6f5d-2mfjq",
+                          "app-7c9d8b6f5d-h8w4z", "app-7c9d8b6f5d-r5tnv"]
+    assert (pods["app-7c9d8b6f5d-2mfjq"]["veth"], pods["app-7c9d8b6f5d-2mfjq"]["netns"]) == \
+        ("veth3c9a1f2e", "cni-8d1e4b2a-6c3f-4e07-9a51-2f0b7c9d1e63")
+    assert (pods["app-7c9d8b6f5d-h8w4z"]["veth"], pods["app-7c9d8b6f5d-h8w4z"]["netns"]) == \
+        ("veth72b0d4e9", "cni-f42a9c07-1b3d-4c85-8e6f-90d2a4b7c318")
+    assert pods["app-7c9d8b6f5d-r5tnv"]["veth"] == ""  # worker2's links are not in the sample
+
+    class Inventory:
+        name = "kind"
+
+        def inventory(self) -> dict[str, Any]:
+            return found
+
+    lab = labkit.Lab(Inventory())  # type: ignore[arg-type]
+    assert lab.cni == "flannel"
+    assert [p.ip for p in lab.select(node="flannel-worker", app="app")] == [
+        "10.244.1.2", "10.244.1.3"]
+
+
+def test_flannel_status_and_delete_when_there_is_no_cluster(bin_dir: Path) -> None:
+    fake_tool(bin_dir, "docker", DOCKER_UP)
+    log = kind_logging_calls(bin_dir, clusters="calico-ipip\n")
+    assert backend.delete(manifests=FLANNEL, progress=lambda message: None) is False
+    assert str(backend.status(FLANNEL)) == \
+        "kind cluster flannel: not up (`labkit up --lab kind` creates it)"
+    assert "delete" not in log.read_text()

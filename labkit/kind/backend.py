@@ -1,5 +1,5 @@
-# The kind lab: the seed's real cluster (kind + Calico + its Deployment) behind the Backend API.
-"""Bring up (or reuse) the seed's kind cluster and run commands in its nodes and pods.
+# The kind lab: a real cluster (kind, Calico or Flannel, the seed's Deployment) as a Backend.
+"""Bring up (or reuse) a lab's kind cluster and run commands in its nodes and pods.
 
 :func:`start` does in Python what the seed's ``1-setup-env.sh`` does:
 ``kind create cluster`` with ``manifests/kind-cluster.yaml``; remove the
@@ -9,6 +9,12 @@ ping, tcpdump and net-tools; wait, on watches, until every node and pod is
 Ready; apply the seed's Deployment and wait for it.  A healthy cluster of the
 same name is reused as it is.  :func:`delete` and :func:`status` are what
 ``labkit down --lab kind`` and ``labkit status --lab kind`` call.
+
+A Flannel lab (``manifests/flannel/``) is brought up the same way with
+kube-flannel.yml (pinned in ``flannel.yaml``) instead of Calico, after the
+``bridge`` plugin is copied onto every node: kind's node image deletes every
+CNI plugin but host-local, ptp, portmap and loopback, and Flannel's CNI
+plugin delegates to ``bridge``.
 
 Commands in nodes go through ``docker exec``, commands in pods through the
 API server's exec stream; :mod:`.commands` says how both are stopped.
@@ -38,14 +44,25 @@ from ..result import Result
 from ..topology import MANIFESTS
 from . import cluster, commands, download, inventory, readiness
 from .commands import FrameSource, Job
-from .settings import CALICO_GROUP, Settings, calico_objects, load
+from .settings import (
+    CALICO_GROUP,
+    FLANNEL_DAEMONSET,
+    FLANNEL_NAMESPACE,
+    Settings,
+    calico_objects,
+    flannel_objects,
+    load,
+)
 
 Progress = Callable[[str], None]
 PodExec = Callable[[str, str, str, list[str]], FrameSource]
 """``pod_exec(namespace, pod, container, argv)`` opens an exec stream."""
 
+BRIDGE_ON_NODE = "/opt/cni/bin/bridge"
+"""Where the kubelet's CNI_PATH finds plugins on a kind node."""
+BRIDGE_PACKAGE = "containernetworking-plugins"
 READY_TIMEOUT = 900.0
-"""Seconds to wait for Calico and the Deployment: first pulls of the images take minutes."""
+"""Seconds to wait for the CNI and the Deployment: first pulls of the images take minutes."""
 # Run by a command's second exec: short, so a fixed timeout is enough.
 HELPER_TIMEOUT = 15.0
 # After a kill, how long to wait for the exit status before dropping the stream.
@@ -400,8 +417,10 @@ def problems_now(api: Api, settings: Settings) -> list[str]:
     found = readiness.problems(nodes, readiness.node_problem)
     found += readiness.missing(nodes, settings.node_names, "node")
     found += readiness.problems(pods, readiness.pod_problem)
-    if not any(p["metadata"]["name"].startswith("calico-node-") for p in pods):
-        found.append("Calico is not installed")
+    agent, cni = (("kube-flannel-ds-", "Flannel") if settings.cni == "flannel"
+                  else ("calico-node-", "Calico"))
+    if not any(p["metadata"]["name"].startswith(agent) for p in pods):
+        found.append(f"{cni} is not installed")
     problem = readiness.deployment_problem(deployment)
     return found + ([problem] if problem else [])
 
@@ -467,26 +486,78 @@ def install_calicoctl(settings: Settings, progress: Progress) -> str:
     return f"{settings.calico_version} ({arch})"
 
 
+def bridge_plugin(settings: Settings) -> Path:
+    """The ``bridge`` binary flannel.yaml names; a clear error, naming the package, if missing."""
+    assert settings.bridge is not None
+    if not settings.bridge.is_file():
+        raise LabUnavailable(
+            f"the Flannel lab copies the `bridge` CNI plugin onto every kind node, and "
+            f"{settings.bridge} (`bridge` in {settings.manifest.file}) is not there",
+            hint=f"install the Debian package {BRIDGE_PACKAGE} (apt-get install "
+                 f"{BRIDGE_PACKAGE}), or point `bridge` at another copy of the plugin")
+    return settings.bridge
+
+
+def install_bridge(settings: Settings, progress: Progress) -> None:
+    """``docker cp`` the bridge plugin into every node's /opt/cni/bin (see kind's docs)."""
+    source = bridge_plugin(settings)
+    for node in settings.node_names:
+        cluster.copy_to_node(node, source, BRIDGE_ON_NODE)
+    progress(f"copied {source} to {BRIDGE_ON_NODE} on {', '.join(settings.node_names)}")
+
+
+def _install_cni(api: Api, settings: Settings, manifest: bytes, progress: Progress) -> None:
+    """Apply the lab's CNI and wait for its DaemonSet (before the nodes can be Ready)."""
+    text = manifest.decode("utf-8", "replace")
+    if settings.cni == "flannel":
+        install_bridge(settings, progress)
+        progress(f"installing Flannel {settings.flannel_version} (vxlan, {settings.network})")
+        api.apply(flannel_objects(text, settings), progress)
+        return
+    progress(f"installing Calico {settings.calico_version} (IPIP {settings.ipip_mode}, "
+             f"VXLAN {settings.vxlan_mode})")
+    api.apply(calico_objects(text, settings), progress)
+
+
+def _flannel_daemonset(daemonsets: list[dict[str, Any]]) -> list[str]:
+    names = [d.get("metadata", {}).get("name") for d in daemonsets]
+    return [] if FLANNEL_DAEMONSET in names else [
+        f"DaemonSet {FLANNEL_NAMESPACE}/{FLANNEL_DAEMONSET} not created yet"]
+
+
 def set_up(api: Api, settings: Settings, manifest: bytes, progress: Progress,
            timeout: float) -> dict[str, Any]:
     """Steps 2-4 of the seed's setup script, then its Deployment; each safe to repeat."""
     notes: dict[str, Any] = {}
     remove_control_plane_taint(api, progress)
-    progress(f"installing Calico {settings.calico_version} (IPIP {settings.ipip_mode}, "
-             f"VXLAN {settings.vxlan_mode})")
-    api.apply(calico_objects(manifest.decode("utf-8", "replace"), settings), progress)
+    _install_cni(api, settings, manifest, progress)
     progress("installing net-tools, tcpdump and ping on the nodes")
     missing = prepare_nodes(settings, progress)
     if missing:
         notes["missing_tools"] = missing
-    notes["calicoctl"] = install_calicoctl(settings, progress)
+    if settings.cni == "flannel":
+        api.wait(api.apps.list_namespaced_daemon_set, readiness.daemonset_problem,
+                 what=f"the DaemonSet {FLANNEL_NAMESPACE}/{FLANNEL_DAEMONSET}", timeout=timeout,
+                 progress=progress, expect=_flannel_daemonset, namespace=FLANNEL_NAMESPACE)
+        api.wait(api.core.list_namespaced_pod, readiness.pod_problem,
+                 what="the kube-flannel pods", timeout=timeout, progress=progress,
+                 namespace=FLANNEL_NAMESPACE)
+    else:
+        notes["calicoctl"] = install_calicoctl(settings, progress)
+    return _wait_and_deploy(api, settings, progress, timeout, notes)
+
+
+def _wait_and_deploy(api: Api, settings: Settings, progress: Progress, timeout: float,
+                     notes: dict[str, Any]) -> dict[str, Any]:
+    """Nodes, DaemonSets, Deployments and pods Ready; then the seed's Deployment and its pods."""
+    agents = "kube-flannel-ds" if settings.cni == "flannel" else "calico-node"
+    controllers = "coredns" if settings.cni == "flannel" else "calico-kube-controllers, coredns"
     api.wait(api.core.list_node, readiness.node_problem, what="the nodes to be Ready",
              timeout=timeout, progress=progress, expect=_expected_nodes(settings))
     api.wait(api.apps.list_daemon_set_for_all_namespaces, readiness.daemonset_problem,
-             what="the DaemonSets (calico-node)", timeout=timeout, progress=progress)
+             what=f"the DaemonSets ({agents})", timeout=timeout, progress=progress)
     api.wait(api.apps.list_deployment_for_all_namespaces, readiness.deployment_problem,
-             what="the Deployments (calico-kube-controllers, coredns)", timeout=timeout,
-             progress=progress)
+             what=f"the Deployments ({controllers})", timeout=timeout, progress=progress)
     api.wait(api.core.list_pod_for_all_namespaces, readiness.pod_problem,
              what="every pod to be Ready", timeout=timeout, progress=progress)
     progress(f"applying the seed's Deployment {settings.namespace}/{settings.app}")
@@ -503,6 +574,8 @@ def set_up(api: Api, settings: Settings, manifest: bytes, progress: Progress,
 
 def gather(api: Api, settings: Settings, extra: dict[str, Any]) -> dict[str, Any]:
     """The inventory of a ready cluster."""
+    if settings.cni == "flannel":
+        return gather_flannel(api, settings, extra)
     with api_errors("cannot read the cluster's nodes and pods"):
         nodes = api.items(api.core.list_node())
         # Every pod with an address of its own: the Deployment's and the cluster's (coredns...).
@@ -531,6 +604,33 @@ def gather(api: Api, settings: Settings, extra: dict[str, Any]) -> dict[str, Any
                            links=links, info=info)
 
 
+def gather_flannel(api: Api, settings: Settings, extra: dict[str, Any]) -> dict[str, Any]:
+    """A ready Flannel cluster's inventory: podCIDRs from the API, veths from the nodes."""
+    with api_errors("cannot read the cluster's nodes and pods"):
+        nodes = api.items(api.core.list_node())
+        pods = api.items(api.core.list_pod_for_all_namespaces())
+        daemonset = api.to_dict(api.apps.read_namespaced_daemon_set(FLANNEL_DAEMONSET,
+                                                                    FLANNEL_NAMESPACE))
+    images = [c.get("image", "") for c in daemonset["spec"]["template"]["spec"]["containers"]]
+    version = next((i.rsplit(":", 1)[-1] for i in images if "flannel/flannel:" in i),
+                   settings.flannel_version)
+    links: dict[str, tuple[str, str]] = {}
+    for node in settings.node_names:
+        code, out, _ = cluster.node_sh(node, inventory.FLANNEL_LINKS_SCRIPT, timeout=30)
+        if code == 0:
+            links.update(inventory.flannel_links(out))
+    info = {"flannel": version, "kind": cluster.kind_version(), "started": time.time(), **extra}
+    return inventory.build_flannel(settings, nodes=nodes, pods=pods, links=links, info=info)
+
+
+def cni_objects(manifest: bytes, settings: Settings) -> list[dict[str, Any]]:
+    """The lab's CNI install (Calico's manifest or kube-flannel.yml), checked."""
+    text = manifest.decode("utf-8", "replace")
+    if settings.cni == "flannel":
+        return flannel_objects(text, settings)
+    return calico_objects(text, settings)
+
+
 def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
           ready_timeout: float = READY_TIMEOUT, record: Path | None = None,
           detached: bool = False, encapsulation: str | None = None, reuse_only: bool = False,
@@ -551,11 +651,16 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
         raise LabError(f"the kind lab takes no option {', '.join(sorted(options))}")
     del detached
     show = progress or stderr_progress()
-    settings = _calico_settings(manifests)
+    settings = load(manifests)
     if encapsulation is not None and encapsulation.upper() != settings.encapsulation:
+        if settings.cni == "flannel":
+            raise LabError(f"the Flannel lab runs vxlan ({settings.manifest.file}), "
+                           f"not {encapsulation}")
         raise LabError(f"the kind lab runs the pool of manifests/calico.yaml "
                        f"({settings.encapsulation}), not {encapsulation}: change "
                        "pool.ipipMode and pool.vxlanMode there")
+    if settings.cni == "flannel":
+        bridge_plugin(settings)  # before a cluster exists, like every other missing piece
     cluster.preflight()
     name = settings.cluster
     exists = name in cluster.clusters()
@@ -583,7 +688,7 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
                                      hint="`labkit up --lab kind` finishes setting it up")
             show(f"kind cluster {name} is not ready ({'; '.join(found[:3])}); setting it up")
         manifest = download.get(settings.manifest, progress=show)
-        calico_objects(manifest.decode("utf-8", "replace"), settings)  # fail before kind runs
+        cni_objects(manifest, settings)  # fail before kind runs
         left_up = (f"kind cluster {name!r} is left up for a look (`docker exec -it "
                    f"{settings.node_names[0]} bash`); `labkit down --lab kind` deletes it, and "
                    "starting the lab again picks up where it stopped")
@@ -656,20 +761,6 @@ class Status:
         return f"kind cluster {self.cluster} ({', '.join(self.nodes)}): {state}"
 
 
-def _calico_settings(manifests: Path) -> Any:
-    """The kind lab's settings; a clear refusal for a lab whose CNI it cannot install yet."""
-    from .. import labs
-
-    cni = labs.cni(manifests)
-    if cni != "calico":
-        raise LabUnavailable(
-            f"the kind lab installs Calico only; {manifests} is a {cni} lab, which runs on the "
-            "netns replica here (a kind + kube-flannel.yml cluster is not built yet)",
-            hint="leave out --lab kind to use the replica",
-        )
-    return load(manifests)
-
-
 def status(manifests: Path = MANIFESTS) -> Status:
     """Whether the lab's kind cluster exists and is ready; never changes anything."""
     settings = load(manifests)
@@ -698,9 +789,18 @@ def delete(name: str | None = None, manifests: Path = MANIFESTS, *,
 
 
 def pin(what: str = "manifest", manifests: Path = MANIFESTS, *,
-        arch: str | None = None) -> str:
-    """Download ``manifest`` (Calico's) or ``calicoctl`` and record its sha256 in calico.yaml."""
+        arch: str | None = None, fetch: download.Fetch = download.fetch_url) -> str:
+    """Download and record a sha256: ``manifest`` (the lab's CNI install), ``calicoctl``, or
+    ``flannel`` (kube-flannel.yml, into ``manifests/flannel/flannel.yaml``)."""
+    if what == "flannel":
+        from .. import labs
+
+        folder = manifests if labs.cni(manifests) == "flannel" else manifests / "flannel"
+        flannel = load(folder)
+        return download.pin(flannel.manifest, flannel.pin_path, fetch=fetch)
     settings = load(manifests)
+    if what == "manifest" and settings.cni == "flannel":
+        return download.pin(settings.manifest, settings.pin_path, fetch=fetch)
     if what == "manifest":
         target = settings.manifest
     elif what == "calicoctl":
@@ -712,5 +812,6 @@ def pin(what: str = "manifest", manifests: Path = MANIFESTS, *,
                            f"{', '.join(settings.calicoctl)}, not {chosen}")
         target = settings.calicoctl[chosen]
     else:
-        raise LabError(f"nothing called {what!r} to pin: choose manifest or calicoctl")
-    return download.pin(target, manifests / "calico.yaml")
+        raise LabError(f"nothing called {what!r} to pin: choose manifest, calicoctl or "
+                       "flannel")
+    return download.pin(target, manifests / "calico.yaml", fetch=fetch)

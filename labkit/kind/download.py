@@ -2,7 +2,8 @@
 """Fetch a pinned :class:`~labkit.kind.settings.Download` once, and trust only its hash.
 
 The Calico manifest is not committed (it is Calico's, and 250 kB of CRDs);
-``manifests/calico.yaml`` commits its sha256 instead.  A file is used only if
+``manifests/calico.yaml`` commits its sha256 instead (kube-flannel.yml likewise,
+in ``manifests/flannel/flannel.yaml``).  A file is used only if
 its sha256 is the pinned one, whether it comes from the network or from the
 cache, so a changed upstream file or a corrupted cache fails with a message
 rather than building a different cluster.  :func:`pin` records the hash of
@@ -28,15 +29,17 @@ Fetch = Callable[[str, float], bytes]
 """``fetch(url, timeout) -> bytes``; replaced in tests."""
 
 TIMEOUT = 60.0
-PIN_HINT = (
-    "on a machine with network access run `labkit pin` (it downloads the file, "
-    "shows its sha256 and writes it into manifests/calico.yaml), check the hash against a "
-    "second source, and commit it"
-)
+
+
+def pin_hint(download: Download) -> str:
+    """How to pin ``download``: the command, where it writes, and what to check."""
+    return (f"on a machine with network access run `{download.pin_command}` (it downloads the "
+            f"file, shows its sha256 and writes it into {download.file}), check the hash "
+            "against a second source, and commit it")
 
 
 class ChecksumMismatch(LabUnavailable):
-    """A downloaded or cached file is not the one ``manifests/calico.yaml`` pins."""
+    """A downloaded or cached file is not the one its manifest (``calico.yaml``...) pins."""
 
 
 def cache_dir() -> Path:
@@ -80,9 +83,9 @@ def get(download: Download, *, fetch: Fetch = fetch_url, directory: Path | None 
     """The pinned file's bytes, from the cache or else from its URL; raise if the hash differs."""
     if download.sha256 is None:
         raise LabUnavailable(
-            f"{download.name} is not pinned: `{download.key}` in manifests/calico.yaml is null, "
+            f"{download.name} is not pinned: `{download.key}` in {download.file} is null, "
             "and the kind lab only applies files whose sha256 it knows",
-            hint=PIN_HINT,
+            hint=pin_hint(download),
         )
     path = cached_path(download, directory)
     try:
@@ -97,10 +100,10 @@ def get(download: Download, *, fetch: Fetch = fetch_url, directory: Path | None 
     digest = sha256(data)
     if digest != download.sha256:
         raise ChecksumMismatch(
-            f"{download.name} from {download.url} has sha256 {digest}, but manifests/calico.yaml "
+            f"{download.name} from {download.url} has sha256 {digest}, but {download.file} "
             f"pins {download.sha256} (`{download.key}`): the file changed upstream or was "
             "tampered with, so it was not used",
-            hint="if the new file is trusted, pin it again with `labkit pin`",
+            hint=f"if the new file is trusted, pin it again with `{download.pin_command}`",
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so a crash never leaves a truncated file under the final name.
@@ -146,7 +149,8 @@ def pin(download: Download, calico_yaml: Path, *, fetch: Fetch = fetch_url,
     data = _fetch(download, fetch)
     digest = sha256(data)
     record_pin(calico_yaml, download.key, digest)
-    pinned = Download(download.name, download.url, digest, download.key)
+    pinned = Download(download.name, download.url, digest, download.key, download.file,
+                      download.pin_command)
     path = cached_path(pinned, directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -3,13 +3,17 @@
 
 Pure functions over JSON (nodes, pods, Calico's block affinities, the IP
 pool, ``ip -o link`` of each node), so the mapping is tested without a
-cluster; :mod:`.backend` gathers the inputs.
+cluster; :mod:`.backend` gathers the inputs.  A Flannel cluster's nodes take
+their block from ``spec.podCIDR``; its pods' host veths are named at random by
+the ``bridge`` plugin (``veth`` + 8 hex), so they are read from the node
+(:data:`FLANNEL_LINKS_SCRIPT`, :func:`flannel_links`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .. import calico
@@ -22,6 +26,17 @@ TUNNEL_ANNOTATION = {"IPIP": "projectcalico.org/IPv4IPIPTunnelAddr",
 # `ip -o link` on a node: "12: cali1a2b3c4d5e6@if3: <...> ... link-netns cni-4f0c..."
 # (`link-netnsid 0` instead means `ip` could not name the namespace: left unknown.)
 LINK = re.compile(r"^\d+:\s+(?P<name>cali[0-9a-f]{11})(?:@\S+)?:.*?\blink-netns\s+(?P<netns>\S+)")
+# The bridge plugin's host end: "7: veth3c9a1f2e@if3: <...> master cni0 ... link-netns cni-..."
+VETH = re.compile(r"^\d+:\s+(?P<name>veth[0-9a-f]{8})(?:@\S+)?:.*?\blink-netns\s+(?P<netns>\S+)")
+# One line per pod netns (FLANNEL_LINKS_SCRIPT): "netns cni-... 3: eth0    inet 10.244.1.2/24"
+NETNS_ADDRESS = re.compile(r"^netns\s+(?P<netns>\S+)\s+\d+:\s+eth0\s+inet\s+(?P<ip>[0-9.]+)/")
+FLANNEL_LINKS_SCRIPT = (
+    "ip -o link show type veth; "
+    "for ns in $(ip netns list | cut -d' ' -f1); do "
+    'echo "netns $ns $(ip -n "$ns" -o -4 addr show dev eth0 2>/dev/null | head -n 1)"; done'
+)
+"""Run on each node of a Flannel cluster: its veths and every pod netns's eth0 address."""
+FLANNEL_DEVICE = "flannel.1"
 
 
 def prompt(hostname: str) -> str:
@@ -86,6 +101,26 @@ def link_netns(ip_link_output: str) -> dict[str, str]:
     return found
 
 
+def flannel_links(output: str) -> dict[str, tuple[str, str]]:
+    """Pod IP -> (host veth, netns), from :data:`FLANNEL_LINKS_SCRIPT`'s output on a node."""
+    veths: dict[str, str] = {}
+    addresses: dict[str, str] = {}
+    for line in output.splitlines():
+        line = line.strip()
+        if match := VETH.match(line):
+            veths[match.group("netns")] = match.group("name")
+        elif match := NETNS_ADDRESS.match(line):
+            addresses[match.group("netns")] = match.group("ip")
+    return {ip: (veths[netns], netns) for netns, ip in addresses.items() if netns in veths}
+
+
+def flannel_tunnel_ip(pod_cidr: str) -> str:
+    """flannel.1's address: the node subnet's network address (10.244.1.0 for 10.244.1.0/24)."""
+    if not pod_cidr:
+        return ""
+    return str(ipaddress.ip_network(pod_cidr, strict=False).network_address)
+
+
 def _started(pod: Obj) -> tuple[str, str, str]:
     status, meta = pod.get("status", {}), pod.get("metadata", {})
     return (str(status.get("startTime") or meta.get("creationTimestamp") or ""),
@@ -104,8 +139,7 @@ def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: 
     mode = encapsulation(pool, settings)
     device = calico.tunnel_device(mode)
     node_rows = []
-    for node in sorted(nodes, key=lambda n: (role(n) != "control-plane",
-                                             n["metadata"]["name"])):
+    for node in _nodes_in_order(nodes):
         name = node["metadata"]["name"]
         annotations = node["metadata"].get("annotations", {}) or {}
         tunnel_ip = str(annotations.get(TUNNEL_ANNOTATION.get(mode, ""), ""))
@@ -115,34 +149,83 @@ def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: 
             "hostname": name, "tunnel_device": device, "tunnel_ip": tunnel_ip,
             "prompt": prompt(name),
         })
-    pod_rows = []
+    def locate(namespace: str, name: str, ip: str) -> tuple[str, str]:
+        veth = calico.veth_name(namespace, name)
+        return veth, links.get(veth, "")
+
+    return {
+        "info": {**_info(settings, nodes, mode), "calico": settings.calico_version, **info},
+        "nodes": node_rows,
+        "pods": _pod_rows(pods, locate),
+    }
+
+
+def _pod_rows(pods: list[Obj],
+              locate: Callable[[str, str, str], tuple[str, str]]) -> list[dict[str, Any]]:
+    """Running pods with an address of their own, in the order they started.
+
+    ``locate(namespace, name, ip)`` gives the pod's host veth and netns.
+    """
+    rows = []
     for pod in sorted(pods, key=_started):
         meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
         if status.get("phase") != "Running" or not status.get("podIP") or \
                 meta.get("deletionTimestamp") or spec.get("hostNetwork"):
             continue
         namespace, name = meta.get("namespace", "default"), meta["name"]
-        veth = calico.veth_name(namespace, name)
-        pod_rows.append({
+        veth, netns = locate(namespace, name, status["podIP"])
+        rows.append({
             "name": name, "namespace": namespace, "node": spec.get("nodeName", ""),
             "ip": status["podIP"], "veth": veth,
             "labels": dict(meta.get("labels", {}) or {}),
-            "hostname": name, "netns": links.get(veth, ""), "prompt": prompt(name),
+            "hostname": name, "netns": netns, "prompt": prompt(name),
         })
+    return rows
+
+
+def _info(settings: Settings, nodes: list[Obj], mode: str) -> dict[str, Any]:
     kernels = sorted({n.get("status", {}).get("nodeInfo", {}).get("kernelVersion", "")
                       for n in nodes} - {""})
     kubelets = sorted({n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
                        for n in nodes} - {""})
     return {
-        "info": {
-            "backend": "kind",
-            "encapsulation": mode,
-            "cluster": settings.cluster,
-            "calico": settings.calico_version,
-            "kernel": ", ".join(kernels),
-            "kubernetes": ", ".join(kubelets),
-            **info,
-        },
+        "backend": "kind",
+        "cni": settings.cni,
+        "encapsulation": mode,
+        "cluster": settings.cluster,
+        "kernel": ", ".join(kernels),
+        "kubernetes": ", ".join(kubelets),
+    }
+
+
+def _nodes_in_order(nodes: list[Obj]) -> list[Obj]:
+    return sorted(nodes, key=lambda n: (role(n) != "control-plane", n["metadata"]["name"]))
+
+
+def build_flannel(settings: Settings, *, nodes: list[Obj], pods: list[Obj],
+                  links: dict[str, tuple[str, str]], info: dict[str, Any]) -> dict[str, Any]:
+    """A Flannel cluster's inventory, in the same shape as :func:`build`'s.
+
+    A node's block is its ``spec.podCIDR`` (what flanneld writes into
+    subnet.env), its tunnel ``flannel.1`` with the subnet's network address;
+    ``links`` is every node's :func:`flannel_links`, by pod IP.
+    """
+    node_rows = []
+    for node in _nodes_in_order(nodes):
+        name = node["metadata"]["name"]
+        block = str(node.get("spec", {}).get("podCIDR") or "")
+        node_rows.append({
+            "name": name, "role": role(node), "ip": internal_ip(node), "block": block,
+            "hostname": name, "tunnel_device": FLANNEL_DEVICE,
+            "tunnel_ip": flannel_tunnel_ip(block), "prompt": prompt(name),
+        })
+
+    def locate(namespace: str, name: str, ip: str) -> tuple[str, str]:
+        return links.get(ip, ("", ""))
+
+    return {
+        "info": {**_info(settings, nodes, "VXLAN"), "flannel": settings.flannel_version,
+                 **info},
         "nodes": node_rows,
-        "pods": pod_rows,
+        "pods": _pod_rows(pods, locate),
     }

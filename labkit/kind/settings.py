@@ -1,14 +1,17 @@
-# What the kind lab reads from manifests/: the kind config, the Calico install, the Deployment.
+# What the kind lab reads from a lab's manifests: kind config, CNI install, Deployment.
 """Load and check the three manifests the kind lab applies.
 
 The netns replica reads the same files through :mod:`labkit.topology`; this
 module checks what only a real cluster depends on (no default CNI, a pinned
-Calico manifest, a Deployment the API server will accept) and reports every
-mistake with the file and the key, before anything is created.
+Calico or Flannel manifest, a Deployment the API server will accept) and
+reports every mistake with the file and the key, before anything is created.
+A lab's CNI is the file beside its ``kind-cluster.yaml`` (:func:`labkit.labs.cni`):
+``calico.yaml`` or ``flannel.yaml``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +19,16 @@ from typing import Any
 
 import yaml
 
-from .. import calico
+from .. import calico, labs
 from ..topology import MANIFESTS, TopologyError, manifest_field, node_names, read_manifest
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MODES = ("Always", "CrossSubnet", "Never")
 CALICO_GROUP = "crd.projectcalico.org"
+FLANNEL_NAMESPACE = "kube-flannel"
+"""Where kube-flannel.yml (v0.20+) puts its DaemonSet ``kube-flannel-ds``."""
+FLANNEL_DAEMONSET = "kube-flannel-ds"
+FLANNEL_CONFIGMAP = "kube-flannel-cfg"
 
 
 class SettingsError(TopologyError):
@@ -38,7 +45,11 @@ class Download:
     sha256: str | None
     """Lowercase hex; ``None`` until someone pins it (``labkit pin``)."""
     key: str
-    """Where the pin lives in ``manifests/calico.yaml`` (``manifest.sha256``)."""
+    """Where the pin lives in its manifest (``manifest.sha256``)."""
+    file: str = "manifests/calico.yaml"
+    """The manifest that holds the pin, as messages name it."""
+    pin_command: str = "labkit pin"
+    """What records the pin (``labkit pin flannel`` for Flannel's)."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +72,31 @@ class Settings:
     vxlan_mode: str = "Never"
     block_size: int = 26
     deployment: dict[str, Any] = field(default_factory=dict)
+    cni: str = "calico"
+    """``calico`` or ``flannel``: which of the two the lab installs."""
+    flannel_version: str = ""
+    network: str = ""
+    """Flannel's net-conf.json ``Network`` (``flannel.yaml``'s ``netConf.Network``)."""
+    bridge: Path | None = None
+    """The ``bridge`` CNI plugin copied onto every node of a Flannel lab."""
 
     @property
     def kind_config_path(self) -> Path:
         return self.directory / "kind-cluster.yaml"
 
     @property
+    def pin_path(self) -> Path:
+        """The file ``labkit pin`` writes the manifest's sha256 into."""
+        return self.directory / f"{self.cni}.yaml"
+
+    @property
     def encapsulation(self) -> str:
-        """``IPIP``, ``IPIPCrossSubnet``, ``VXLAN`` or ``None``, as Calico's operator says it."""
+        """``IPIP``, ``IPIPCrossSubnet``, ``VXLAN`` or ``None``, as Calico's operator says it.
+
+        A Flannel lab's backend is vxlan (checked by :func:`load`).
+        """
+        if self.cni == "flannel":
+            return "VXLAN"
         return calico.encapsulation(self.ipip_mode, self.vxlan_mode)
 
     @property
@@ -102,12 +130,12 @@ def _get(doc: Any, path: str, file: str, kind: type = str) -> Any:
     return manifest_field(doc, path, file, kind, SettingsError)
 
 
-def _pin(value: Any, key: str) -> str | None:
+def _pin(value: Any, key: str, file: str = "manifests/calico.yaml") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not SHA256.fullmatch(value.lower()):
         raise SettingsError(
-            f"manifests/calico.yaml: `{key}` should be 64 hex digits (a sha256) or null, "
+            f"{file}: `{key}` should be 64 hex digits (a sha256) or null, "
             f"not {value!r}"
         )
     return value.lower()
@@ -186,6 +214,8 @@ def _calicoctl(doc: dict[str, Any]) -> dict[str, Download]:
 
 def load(directory: Path = MANIFESTS) -> Settings:
     """Read and check the manifests; raise :class:`SettingsError` naming the file and key."""
+    if labs.cni(directory) == "flannel":
+        return _load_flannel(directory)
     kind_config = _read(directory, "kind-cluster.yaml")
     cluster, roles, images, subnet = _kind_config(kind_config)
     calico = _read(directory, "calico.yaml")
@@ -267,4 +297,96 @@ def calico_objects(text: str, settings: Settings) -> list[dict[str, Any]]:
         else:
             entry.pop("valueFrom", None)
             entry["value"] = value
+    return objects
+
+
+def _shown(directory: Path, name: str) -> str:
+    """``manifests/flannel/flannel.yaml``: a manifest as messages name it."""
+    try:
+        return str((directory / name).relative_to(MANIFESTS.parent))
+    except ValueError:
+        return str(directory / name)
+
+
+def _load_flannel(directory: Path) -> Settings:
+    """A Flannel lab: kind-cluster.yaml, flannel.yaml (kube-flannel.yml's pin, bridge), the app."""
+    kind_config = _read(directory, "kind-cluster.yaml")
+    cluster, roles, images, subnet = _kind_config(kind_config)
+    file = "flannel.yaml"
+    shown = _shown(directory, file)
+    flannel = _read(directory, file)
+    version = _get(flannel, "version", file)
+    if not re.fullmatch(r"v\d+\.\d+\.\d+", version):
+        raise SettingsError(f"{shown}: `version` should look like v0.22.0, not {version!r}")
+    url = _get(flannel, "manifest.url", file)
+    if not url.startswith("https://"):
+        raise SettingsError(f"{shown}: `manifest.url` should be an https:// address")
+    if "sha256" not in flannel["manifest"]:
+        raise SettingsError(f"{shown}: missing `manifest.sha256` (null until pinned)")
+    manifest = Download("kube-flannel.yml", url,
+                        _pin(flannel["manifest"]["sha256"], "manifest.sha256", shown),
+                        "manifest.sha256", file=shown, pin_command="labkit pin flannel")
+    network = _get(flannel, "netConf.Network", file)
+    backend = _get(flannel, "netConf.Backend.Type", file)
+    if backend != "vxlan":
+        raise SettingsError(f"{shown}: `netConf.Backend.Type` is {backend!r}; the lab is "
+                            "Flannel's vxlan backend (FIDELITY.md)")
+    if network != subnet:
+        # flanneld hands out the podCIDRs kube-controller-manager allocated from podSubnet.
+        raise SettingsError(f"{shown}: `netConf.Network` {network} differs from "
+                            f"kind-cluster.yaml's `networking.podSubnet` {subnet}")
+    return Settings(
+        directory=directory,
+        cluster=cluster,
+        kind_config=kind_config,
+        node_names=tuple(node_names(cluster, roles)),
+        node_images=tuple(images),
+        pod_subnet=subnet,
+        calico_version="",
+        manifest=manifest,
+        deployment=_deployment(_read(directory, "app-deployment.yaml")),
+        cni="flannel",
+        flannel_version=version,
+        network=network,
+        bridge=Path(_get(flannel, "bridge", file)),
+    )
+
+
+def flannel_objects(text: str, settings: Settings) -> list[dict[str, Any]]:
+    """kube-flannel.yml's objects, checked for what the lab relies on.
+
+    A kube-flannel DaemonSet in namespace kube-flannel running the pinned
+    flannel version, and a net-conf.json whose Network and backend are the
+    lab's, so that a wrong file fails here, before kind runs.
+    """
+    name = settings.manifest.name
+    try:
+        objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{name} is not valid YAML ({exc})") from exc
+    daemonset = next((o for o in objects if o.get("kind") == "DaemonSet"
+                      and o.get("metadata", {}).get("name") == FLANNEL_DAEMONSET), None)
+    if daemonset is None or daemonset["metadata"].get("namespace") != FLANNEL_NAMESPACE:
+        raise SettingsError(f"{name} ({settings.manifest.url}) has no {FLANNEL_DAEMONSET} "
+                            f"DaemonSet in namespace {FLANNEL_NAMESPACE}: it is not "
+                            "kube-flannel.yml (v0.20 or later)")
+    spec = daemonset["spec"]["template"]["spec"]
+    images = [c.get("image", "") for c in (*spec.get("initContainers", []),
+                                           *spec["containers"])]
+    wrong = sorted({i for i in images if "flannel/flannel:" in i
+                    and not i.endswith(":" + settings.flannel_version)})
+    if wrong:
+        raise SettingsError(f"{name} runs {', '.join(wrong)}, but {settings.manifest.file} "
+                            f"says {settings.flannel_version}")
+    config = next((o for o in objects if o.get("kind") == "ConfigMap"
+                   and o.get("metadata", {}).get("name") == FLANNEL_CONFIGMAP), None)
+    try:
+        net_conf = json.loads(((config or {}).get("data") or {})["net-conf.json"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SettingsError(f"{name} has no readable net-conf.json in ConfigMap "
+                            f"{FLANNEL_CONFIGMAP} ({exc!r})") from exc
+    have = (net_conf.get("Network"), (net_conf.get("Backend") or {}).get("Type"))
+    if have != (settings.network, "vxlan"):
+        raise SettingsError(f"{name}'s net-conf.json is Network {have[0]}, backend {have[1]}; "
+                            f"{settings.manifest.file} says {settings.network}, vxlan")
     return objects
