@@ -638,8 +638,9 @@ def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
     """Start the kind lab: reuse the cluster if it is healthy, else create and set it up.
 
     Everything that can fail without a cluster (no docker, no daemon, no kind,
-    an unpinned or changed Calico manifest, no network) fails before one is
-    created.  A failure after that leaves the cluster up and says so.
+    an unpinned or changed Calico manifest or kube-flannel.yml, no ``bridge``
+    plugin to copy, no network) fails before one is created.  A failure after
+    that leaves the cluster up and says so.
 
     ``detached`` is accepted for the CLI's sake and changes nothing: the cluster
     always outlives this process.  ``encapsulation``, if given, must be what
