@@ -11,12 +11,14 @@ from mkdocs.exceptions import PluginError
 
 from labkit import LabError
 from labkit.build import build, options_from_env
+from labkit.topology import default_manifests
 
 # The project is where this mkdocs.yml is, not where labkit is installed: a copy of the
-# project (or labkit installed from PyPI) must build its own chapters into its own state.
+# project (or labkit installed from PyPI) must build its own chapters into its own state,
+# from its own manifests unless LABKIT_MANIFESTS names others (as for `labkit up`).
 root = Path(mkdocs_gen_files.config.config_file_path).resolve().parent
 options = dataclasses.replace(options_from_env(), source=root / "docs_src",
-                              state=root / ".labkit", manifests=root / "manifests")
+                              state=root / ".labkit", manifests=default_manifests(root))
 
 try:
     pages = build(options)

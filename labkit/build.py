@@ -67,7 +67,7 @@ class Options:
     """Render a failing snippet as an error box and go on, instead of failing the build."""
     state: Path = ROOT / ".labkit"
     """This checkout's private state: which transcripts it recorded live."""
-    manifests: Path = topology.MANIFESTS
+    manifests: Path = field(default_factory=topology.default_manifests)
     """The labs' specs (``manifests/`` is the default lab, ``manifests/NAME/`` the lab
     NAME; see :mod:`labkit.labs`): what the labs are built from, and part of every
     chapter's key."""

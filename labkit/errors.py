@@ -45,6 +45,22 @@ class ToolMissing(LabUnavailable):
         super().__init__(f"`{tool}` is not installed on {where}", hint=hint if package else "")
 
 
+class ManifestError(LabError):
+    """A manifest is missing, malformed, or asks for what a cluster would refuse.
+
+    Its message is one line: the file as it was read, the line, the key path and the
+    problem (``/x/manifests/replica.yaml:9: `pods[1].node`: ...``).
+    """
+
+    def __init__(self, file: str, line: int, key: str, problem: str) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        self.problem = problem
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: `{key}`: {problem}" if key else f"{where}: {problem}")
+
+
 class UnknownTarget(LabError):
     """A node or pod name that the lab does not have; the message lists the ones it has."""
 

@@ -35,9 +35,9 @@ class UnknownLab(LabError):
 def _root(root: Path | None) -> Path:
     if root is not None:
         return root
-    from .topology import MANIFESTS
+    from .topology import default_manifests
 
-    return MANIFESTS
+    return default_manifests()
 
 
 def names(root: Path | None = None) -> list[str]:

@@ -202,7 +202,7 @@ def check(args: argparse.Namespace) -> int:
                   f"{', '.join(chapter.labs)}: record it again with `nox -s build`")
             problems += 1
             continue
-        with recording_labs(args.lab, topology.MANIFESTS, chapter.labs, {}) as (
+        with recording_labs(args.lab, topology.default_manifests(root), chapter.labs, {}) as (
                 lab, recorder, others):
             _, live = run_live(chapter, lab, recorder, keep_going=True, others=others)
         count, drifts = compare(chapter, transcript, live, shown)

@@ -1,9 +1,8 @@
 # The cluster both labs build, read from manifests/ (one source of truth).
-"""Load ``manifests/`` into a :class:`Topology`.
+"""Load a lab's manifests folder into a :class:`Topology`, what the netns replica builds.
 
-``kind-cluster.yaml``, ``calico.yaml`` and ``app-deployment.yaml`` are the
-files the kind lab applies; ``replica.yaml`` holds what only the netns replica
-must decide.  Every mistake in them is reported with the file and the key.
+The files are read and checked by :mod:`labkit.manifests` (the one schema both
+labs use); this module only turns them into nodes and pods with addresses.
 """
 
 from __future__ import annotations
@@ -13,17 +12,24 @@ import hashlib
 import ipaddress
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import calico
+from . import calico, manifests
 from .errors import LabError
+from .manifests import FlannelConfig, node_names
 
-FILES = ("kind-cluster.yaml", "calico.yaml", "app-deployment.yaml", "replica.yaml")
-UNDERLAY = "172.18.0.0/16"
+__all__ = ["FILES", "NodeSpec", "PodSpec", "Topology", "TopologyError", "default_manifests",
+           "load", "manifest_field", "node_names", "read_manifest"]
+
+FILES = tuple(manifests.FILES.values())
+UNDERLAY = manifests.UNDERLAY
+
+
 # kind creates its docker network with this IPv6 subnet (kind v0.12, pkg/cluster/internal/
 # providers/docker/network.go: a ULA from the network name's hash, fixed for "kind").
 UNDERLAY6 = "fc00:f853:ccd:e793::/64"
@@ -36,12 +42,15 @@ def underlay6_address(ip: str) -> str:
     return str(ipaddress.ip_network(UNDERLAY6).network_address + offset)
 
 
-def default_manifests() -> Path:
-    """Where a lab's spec is when nobody says: ``$LABKIT_MANIFESTS``, else the nearest
-    ``manifests/`` at or above the working directory (the project labkit runs in, as
-    git finds its repository), else the one beside labkit's own source."""
+def default_manifests(project: Path | None = None) -> Path:
+    """Where a lab's spec is when nobody says: ``$LABKIT_MANIFESTS``, else ``project``'s
+    ``manifests/``, else the nearest ``manifests/`` at or above the working directory (the
+    project labkit runs in, as git finds its repository), else the one beside labkit's own
+    source.  Read at each call, so that every command honours the variable."""
     if os.environ.get("LABKIT_MANIFESTS"):
-        return Path(os.environ["LABKIT_MANIFESTS"])
+        return Path(os.environ["LABKIT_MANIFESTS"]).absolute()
+    if project is not None:
+        return project / "manifests"
     here = Path.cwd()
     for folder in (here, *here.parents):
         if (folder / "manifests" / FILES[0]).is_file():
@@ -49,11 +58,8 @@ def default_manifests() -> Path:
     return Path(__file__).resolve().parent.parent / "manifests"
 
 
-MANIFESTS = default_manifests()
-
-
-class TopologyError(LabError):
-    """A manifest is missing, malformed or inconsistent with the others."""
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+"""This checkout's own manifests (tests copy them); commands use :func:`default_manifests`."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,8 @@ class Topology:
     vxlan_mode: str
     nodes: tuple[NodeSpec, ...]
     pods: tuple[PodSpec, ...]
-    gateway: str = "172.18.0.1"
-    underlay: str = "172.18.0.0/16"
+    gateway: str = manifests.UNDERLAY_GATEWAY
+    underlay: str = manifests.UNDERLAY
     # docker's `kind` network is dual stack: this ULA /64 beside the IPv4 /16.
     gateway6: str = UNDERLAY6_GATEWAY
     underlay6: str = UNDERLAY6
@@ -129,14 +135,8 @@ class Topology:
         return next(p for p in self.pods if p.name == name)
 
 
-def node_names(cluster: str, roles: list[str]) -> list[str]:
-    """kind's node names: ``<cluster>-control-plane``, ``<cluster>-worker``, ``-worker2``..."""
-    names, seen = [], {"control-plane": 0, "worker": 0}
-    for role in roles:
-        seen[role] += 1
-        suffix = "" if seen[role] == 1 else str(seen[role])
-        names.append(f"{cluster}-{role}{suffix}")
-    return names
+class TopologyError(LabError):
+    """A check the kind lab makes beyond the schema (:mod:`labkit.manifests` runs first)."""
 
 
 def read_manifest(directory: Path, name: str,
@@ -171,13 +171,6 @@ def manifest_field(doc: Any, path: str, file: str, kind: type = str,
     return value
 
 
-def load(directory: Path = MANIFESTS) -> Topology:
-    """Read and cross-check the manifests; raise :class:`TopologyError` naming the problem."""
-    if (directory / "flannel.yaml").is_file():
-        return _load_flannel(directory)
-    return dataclasses.replace(_load_calico(directory), lab=_lab_name(directory))
-
-
 def _lab_name(directory: Path) -> str:
     from . import labs
 
@@ -186,236 +179,87 @@ def _lab_name(directory: Path) -> str:
     return labs.DEFAULT
 
 
-def _load_calico(directory: Path) -> Topology:
-    kind_cfg = read_manifest(directory, "kind-cluster.yaml")
-    calico_cfg = read_manifest(directory, "calico.yaml")
-    deploy = read_manifest(directory, "app-deployment.yaml")
-    replica = read_manifest(directory, "replica.yaml")
-
-    cluster = manifest_field(kind_cfg, "name", "kind-cluster.yaml")
-    subnet = manifest_field(kind_cfg, "networking.podSubnet", "kind-cluster.yaml")
-    kind_nodes = manifest_field(kind_cfg, "nodes", "kind-cluster.yaml", list)
-    roles = [manifest_field(n, "role", "kind-cluster.yaml") for n in kind_nodes]
-    images = [n.get("image", "") for n in kind_cfg["nodes"]]
-    try:
-        pod_net = ipaddress.ip_network(subnet)
-    except ValueError as exc:
-        raise TopologyError(f"manifests/kind-cluster.yaml: bad podSubnet {subnet!r}") from exc
-
-    wanted = node_names(cluster, roles)
-    placed = manifest_field(replica, "nodes", "replica.yaml", dict)
-    if sorted(placed) != sorted(wanted):
-        raise TopologyError(
-            f"manifests/replica.yaml: `nodes` must be exactly kind's node names for "
-            f"{cluster!r}: {', '.join(wanted)} (found: {', '.join(placed) or 'none'})"
-        )
-    nodes = []
-    for name, role, image in zip(wanted, roles, images, strict=True):
-        ip = manifest_field(placed[name], "ip", "replica.yaml")
-        block = manifest_field(placed[name], "block", "replica.yaml")
+def load(directory: Path | None = None) -> Topology:
+    """The lab ``directory`` (default :func:`default_manifests`) describes; raise
+    :class:`~labkit.errors.ManifestError` naming the file, line and key if it is bad."""
+    spec = manifests.load(directory or default_manifests())
+    cluster = spec.kind_cluster
+    lab = _lab_name(spec.directory)
+    template = spec.deployment.spec.template
+    if isinstance(spec.calico, FlannelConfig):
+        flannel_nodes = {name: node for name, node in spec.replica.nodes.items()
+                         if not isinstance(node, manifests.ReplicaNode)}
+        nodes = tuple(
+            NodeSpec(name=name, role=node.role, image=node.image, ip=flannel_nodes[name].ip,
+                     block=flannel_nodes[name].subnet, vtep_mac=flannel_nodes[name].vtepMAC,
+                     ip6=underlay6_address(flannel_nodes[name].ip))
+            for name, node in zip(cluster.node_names(), cluster.nodes, strict=True))
+        # host-local hands out addresses in order from .2 (.1 is cni0's): what the plugin
+        # will give, written down so a test can tell if it gives something else.
+        free: dict[str, Iterator[object]] = {
+            n.name: iter(list(ipaddress.ip_network(n.block).hosts())[1:]) for n in nodes}
+        shaping = {"version": spec.calico.version,
+                   "netConf": spec.calico.netConf.model_dump()}
+        settings: dict[str, str] = {"calico_version": "", "ipip_mode": "", "vxlan_mode": "",
+                                    "cni": "flannel", "flannel_version": spec.calico.version}
+    else:
+        calico_nodes = {name: node for name, node in spec.replica.nodes.items()
+                        if isinstance(node, manifests.ReplicaNode)}
+        firsts = [NodeSpec(name=name, role=node.role, image=node.image,
+                           ip=calico_nodes[name].ip, block=calico_nodes[name].block,
+                           ip6=underlay6_address(calico_nodes[name].ip))
+                  for name, node in zip(cluster.node_names(), cluster.nodes, strict=True)]
+        pool = spec.calico.pool
         try:
-            in_underlay = ipaddress.ip_address(ip) in ipaddress.ip_network(UNDERLAY)
-            block_net = ipaddress.ip_network(block)
-        except ValueError as exc:
-            raise TopologyError(f"manifests/replica.yaml: node {name}: {exc}") from exc
-        if not in_underlay:
-            raise TopologyError(
-                f"manifests/replica.yaml: node {name}: {ip} is not in 172.18.0.0/16"
-            )
-        if not block_net.subnet_of(pod_net):  # type: ignore[arg-type]
-            raise TopologyError(
-                f"manifests/replica.yaml: node {name}: block {block} is not in {subnet}"
-            )
-        nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=block,
-                              ip6=underlay6_address(ip)))
-
-    namespace = deploy.get("metadata", {}).get("namespace", "default")
-    app = "app-deployment.yaml"
-    replicas = manifest_field(deploy, "spec.replicas", app, int)
-    labels = manifest_field(deploy, "spec.template.metadata.labels", app, dict)
-    containers = manifest_field(deploy, "spec.template.spec.containers", app, list)
-    listed = manifest_field(replica, "pods", "replica.yaml", list)
-    # An entry that names its own namespace is one of the cluster's own pods (coredns...);
-    # the others are the Deployment's.
-    deployment_pods = [e for e in listed if not (isinstance(e, dict) and "namespace" in e)]
-    if len(deployment_pods) != replicas:
-        raise TopologyError(
-            f"manifests/replica.yaml: lists {len(deployment_pods)} pods of the Deployment "
-            f"(entries without a namespace) but manifests/app-deployment.yaml asks for "
-            f"{replicas} replicas"
-        )
-    pool = manifest_field(calico_cfg, "pool", "calico.yaml", dict)
-    ipip_mode = manifest_field(pool, "ipipMode", "calico.yaml")
-    vxlan_mode = manifest_field(pool, "vxlanMode", "calico.yaml")
-    try:
-        mode = calico.encapsulation(ipip_mode, vxlan_mode)
-    except calico.PoolModeError as exc:
-        raise TopologyError(f"manifests/calico.yaml: pool: {exc}") from exc
-    fallback = replica.get("ipipFallback") or ""
-    if fallback not in ("", "VXLAN"):
-        raise TopologyError(
-            f"manifests/replica.yaml: `ipipFallback: {fallback}`: the only mode that can stand "
-            "in for IPIP here is VXLAN (or leave it out: such a lab then fails to start)"
-        )
-    # calico-node takes the block's first address for the tunnel device; with no tunnel
-    # (a plain BGP pool) there is none, and the first pod gets it.
-    ipam = calico.Ipam(subnet, {n.name: n.block for n in nodes},
-                       tunnel=bool(calico.tunnel_device(mode)))
-    pods = []
-    for entry in listed:
-        name = manifest_field(entry, "name", "replica.yaml")
-        node = manifest_field(entry, "node", "replica.yaml")
-        if node not in ipam.free:
-            raise TopologyError(
-                f"manifests/replica.yaml: pod {name} is on {node!r}, which is not a node "
-                f"({', '.join(wanted)})"
-            )
-        own = "namespace" in entry
-        try:
-            ip = ipam.assign(node)
-        except ValueError as exc:
-            raise TopologyError(f"manifests/replica.yaml: pod {name}: {exc}") from exc
-        pods.append(
-            PodSpec(
-                name=name,
-                namespace=manifest_field(entry, "namespace", "replica.yaml") if own else namespace,
-                node=node,
-                ip=ip,
-                labels=dict(manifest_field(entry, "labels", "replica.yaml", dict) if own
-                            else labels),
-                image=str(entry.get("image", "")) if own else containers[0].get("image", ""),
-            )
-        )
-    if len({p.name for p in pods}) != len(pods):
-        raise TopologyError("manifests/replica.yaml: two pods share a name")
-    nodes = [dataclasses.replace(n, blocks=tuple(ipam.blocks[n.name])) for n in nodes]
-
+            mode = calico.encapsulation(pool.ipipMode, pool.vxlanMode)
+        except calico.PoolModeError as exc:  # a real pool allows it; the replica cannot build it
+            raise spec.documents["calico"].error(("pool",), str(exc)) from None
+        # calico-node takes the first block's first address for the tunnel device; with no
+        # tunnel (a plain BGP pool) there is none, and the first pod gets it. A full block
+        # makes IPAM claim the next free one, as Calico's does.
+        ipam = calico.Ipam(cluster.networking.podSubnet, {n.name: n.block for n in firsts},
+                           tunnel=bool(calico.tunnel_device(mode)))
+        addresses = []
+        for index, pod in enumerate(spec.replica.pods):
+            try:
+                addresses.append(ipam.assign(pod.node))
+            except ValueError as exc:
+                raise spec.documents["replica"].error(("pods", index, "node"), str(exc)) from None
+        nodes = tuple(dataclasses.replace(n, blocks=tuple(ipam.blocks[n.name])) for n in firsts)
+        free = {n.name: iter([a for a, p in zip(addresses, spec.replica.pods, strict=True)
+                              if p.node == n.name]) for n in nodes}
+        shaping = {"version": spec.calico.version, "pool": pool.model_dump()}
+        settings = {"calico_version": spec.calico.version, "ipip_mode": pool.ipipMode,
+                    "vxlan_mode": pool.vxlanMode, "cni": "calico"}
+    container = template.spec.containers[0].image
+    pods = tuple(
+        # An entry with a namespace of its own is one of the cluster's pods (coredns...).
+        PodSpec(name=pod.name, namespace=pod.namespace or spec.deployment.metadata.namespace,
+                node=pod.node, ip=str(next(free[pod.node])),
+                labels=dict(pod.labels or {}) if pod.namespace else
+                dict(template.metadata.labels),
+                image=(pod.image or "") if pod.namespace else container)
+        for pod in spec.replica.pods
+    )
     digest = hashlib.sha256()
-    for name in FILES:
-        if name == "calico.yaml":
+    files = manifests.FLANNEL_FILES if spec.cni == "flannel" else manifests.FILES
+    for part, name in files.items():
+        if part == "calico":
             # Only what shapes the cluster: pinning a download's checksum (the kind lab's
             # business) must not make every recorded output look stale.
-            shaping = {"version": calico_cfg.get("version"), "pool": pool}
             content = json.dumps(shaping, sort_keys=True).encode()
         else:
-            content = (directory / name).read_bytes()
+            content = (spec.directory / name).read_bytes()
         digest.update(name.encode() + b"\0" + content)
+    replica = spec.replica
     return Topology(
-        cluster=cluster,
-        pod_subnet=subnet,
-        calico_version=manifest_field(calico_cfg, "version", "calico.yaml"),
-        ipip_mode=ipip_mode,
-        vxlan_mode=vxlan_mode,
-        nodes=tuple(nodes),
-        pods=tuple(pods),
+        cluster=cluster.name,
+        pod_subnet=cluster.networking.podSubnet,
+        nodes=nodes,
+        pods=pods,
         fingerprint=digest.hexdigest(),
-        ipip_fallback=fallback,
-    )
-
-
-FLANNEL_FILES = ("kind-cluster.yaml", "flannel.yaml", "app-deployment.yaml", "replica.yaml")
-
-
-def _load_flannel(directory: Path) -> Topology:
-    """The Flannel lab: kind's config, flannel.yaml, the Deployment, and the replica's choices."""
-    where = _lab_name(directory)
-    shown = f"manifests/{where}"
-
-    def fail(message: str) -> TopologyError:
-        return TopologyError(f"{shown}/{message}")
-
-    kind_cfg = read_manifest(directory, "kind-cluster.yaml")
-    cfg = read_manifest(directory, "flannel.yaml")
-    deploy = read_manifest(directory, "app-deployment.yaml")
-    replica = read_manifest(directory, "replica.yaml")
-
-    def field_of(doc: Any, path: str, file: str, kind: type = str) -> Any:
-        try:
-            return manifest_field(doc, path, file, kind)
-        except TopologyError as exc:
-            raise fail(str(exc).removeprefix("manifests/")) from None
-
-    cluster = field_of(kind_cfg, "name", "kind-cluster.yaml")
-    subnet = field_of(kind_cfg, "networking.podSubnet", "kind-cluster.yaml")
-    roles = [field_of(n, "role", "kind-cluster.yaml")
-             for n in field_of(kind_cfg, "nodes", "kind-cluster.yaml", list)]
-    images = [n.get("image", "") for n in kind_cfg["nodes"]]
-    network = field_of(cfg, "netConf.Network", "flannel.yaml")
-    backend = field_of(cfg, "netConf.Backend.Type", "flannel.yaml")
-    if network != subnet:
-        raise fail(f"flannel.yaml: `netConf.Network` {network} must be kind's podSubnet "
-                   f"{subnet} (kube-flannel.yml's net-conf.json and kubeadm agree)")
-    if backend != "vxlan":
-        raise fail(f"flannel.yaml: `netConf.Backend.Type` {backend!r}: the replica builds "
-                   "the vxlan backend only")
-    try:
-        pod_net = ipaddress.ip_network(subnet)
-    except ValueError as exc:
-        raise fail(f"kind-cluster.yaml: bad podSubnet {subnet!r}") from exc
-    wanted = node_names(cluster, roles)
-    placed = field_of(replica, "nodes", "replica.yaml", dict)
-    if sorted(placed) != sorted(wanted):
-        raise fail(f"replica.yaml: `nodes` must be exactly kind's node names for {cluster!r}: "
-                   f"{', '.join(wanted)} (found: {', '.join(placed) or 'none'})")
-    nodes = []
-    for name, role, image in zip(wanted, roles, images, strict=True):
-        ip = field_of(placed[name], "ip", "replica.yaml")
-        node_subnet = field_of(placed[name], "subnet", "replica.yaml")
-        mac = field_of(placed[name], "vtepMAC", "replica.yaml").lower()
-        try:
-            in_underlay = ipaddress.ip_address(ip) in ipaddress.ip_network("172.18.0.0/16")
-            net = ipaddress.ip_network(node_subnet)
-        except ValueError as exc:
-            raise fail(f"replica.yaml: node {name}: {exc}") from exc
-        if not in_underlay:
-            raise fail(f"replica.yaml: node {name}: {ip} is not in 172.18.0.0/16")
-        if not net.subnet_of(pod_net) or net.prefixlen != 24:  # type: ignore[arg-type]
-            raise fail(f"replica.yaml: node {name}: subnet {node_subnet} is not a /24 of "
-                       f"{subnet} (kube-controller-manager's --node-cidr-mask-size)")
-        octets = mac.split(":")
-        if len(octets) != 6 or not all(len(o) == 2 for o in octets) or \
-                any(c not in "0123456789abcdef" for o in octets for c in o) or \
-                int(octets[0], 16) & 3 != 2:
-            raise fail(f"replica.yaml: node {name}: vtepMAC {mac!r} is not a locally "
-                       "administered unicast MAC (like the kernel's random ones)")
-        nodes.append(NodeSpec(name=name, role=role, image=image, ip=ip, block=node_subnet,
-                              vtep_mac=mac, ip6=underlay6_address(ip)))
-    if len({n.block for n in nodes}) != len(nodes):
-        raise fail("replica.yaml: two nodes share a subnet")
-
-    namespace = deploy.get("metadata", {}).get("namespace", "default")
-    replicas = field_of(deploy, "spec.replicas", "app-deployment.yaml", int)
-    labels = field_of(deploy, "spec.template.metadata.labels", "app-deployment.yaml", dict)
-    containers = field_of(deploy, "spec.template.spec.containers", "app-deployment.yaml", list)
-    listed = field_of(replica, "pods", "replica.yaml", list)
-    if len(listed) != replicas:
-        raise fail(f"replica.yaml: lists {len(listed)} pods but the Deployment in "
-                   f"{shown}/app-deployment.yaml asks for {replicas} replicas")
-    # host-local hands out addresses in order from .2 (.1 is cni0's): what the plugin will
-    # give, written down so a test can tell if it gives something else.
-    next_free = {n.name: iter(list(ipaddress.ip_network(n.block).hosts())[1:]) for n in nodes}
-    pods = []
-    for entry in listed:
-        name = field_of(entry, "name", "replica.yaml")
-        node = field_of(entry, "node", "replica.yaml")
-        if node not in next_free:
-            raise fail(f"replica.yaml: pod {name} is on {node!r}, which is not a node "
-                       f"({', '.join(wanted)})")
-        pods.append(PodSpec(name=name, namespace=namespace, node=node,
-                            ip=str(next(next_free[node])), labels=dict(labels),
-                            image=containers[0].get("image", "")))
-    if len({p.name for p in pods}) != len(pods):
-        raise fail("replica.yaml: two pods share a name")
-    digest = hashlib.sha256()
-    for file in FLANNEL_FILES:
-        if file == "flannel.yaml":
-            shaping = {"version": cfg.get("version"), "netConf": cfg.get("netConf")}
-            content = json.dumps(shaping, sort_keys=True).encode()
-        else:
-            content = (directory / file).read_bytes()
-        digest.update(file.encode() + b"\0" + content)
-    return Topology(
-        cluster=cluster, pod_subnet=subnet, calico_version="", ipip_mode="", vxlan_mode="",
-        nodes=tuple(nodes), pods=tuple(pods), fingerprint=digest.hexdigest(), cni="flannel",
-        flannel_version=field_of(cfg, "version", "flannel.yaml"), lab=where,
+        ipip_fallback=(replica.ipipFallback or "") if isinstance(replica, manifests.Replica)
+        else "",
+        lab=lab,
+        **settings,
     )

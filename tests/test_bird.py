@@ -18,7 +18,7 @@ import pytest
 
 import labkit
 from labkit import topology
-from labkit.errors import LabUnavailable
+from labkit.errors import LabUnavailable, ManifestError
 from labkit.netns import agent, bird
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,17 +199,19 @@ def test_the_seed_lab_falls_back_to_vxlan_and_says_so() -> None:
         assert not lab.info["bird"]
 
 
-@pytest.mark.parametrize(("ipip", "vxlan", "message"), [
-    ("Always", "Always", "Calico does not allow IPIP and VXLAN on the same pool"),
-    ("Never", "CrossSubnet", "`vxlanMode: CrossSubnet` is not built by the netns replica"),
-    ("Sometimes", "Never", "`ipipMode: Sometimes` is not one of Always, CrossSubnet, Never"),
+@pytest.mark.parametrize(("ipip", "vxlan", "key", "message"), [
+    ("Always", "Always", "pool", "Calico does not allow IPIP and VXLAN on the same pool"),
+    ("Never", "CrossSubnet", "pool", "`vxlanMode: CrossSubnet` is not built by the netns replica"),
+    ("Sometimes", "Never", "pool.ipipMode",
+     "should be 'Always', 'CrossSubnet' or 'Never', not 'Sometimes'"),
 ])
-def test_a_pool_mode_mistake_names_the_file(tmp_path: Path, ipip: str, vxlan: str,
+def test_a_pool_mode_mistake_names_the_file(tmp_path: Path, ipip: str, vxlan: str, key: str,
                                             message: str) -> None:
-    with pytest.raises(topology.TopologyError) as failed:
-        topology.load(manifests(tmp_path, ipip, vxlan))
-    assert str(failed.value).startswith("manifests/calico.yaml: pool: ")
-    assert message in str(failed.value)
+    folder = manifests(tmp_path, ipip, vxlan)
+    with pytest.raises(ManifestError) as failed:
+        topology.load(folder)
+    assert str(failed.value).startswith(f"{folder / 'calico.yaml'}:")
+    assert f"`{key}`: " in str(failed.value) and message in str(failed.value)
 
 
 def test_a_missing_bird_names_the_package(monkeypatch: pytest.MonkeyPatch,

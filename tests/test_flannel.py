@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from labkit import flannel, topology
+from labkit.errors import ManifestError
 from labkit.netns import cni
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,28 +72,31 @@ def edited(tmp_path: Path, file: str, old: str, new: str) -> Path:
     return copy / "flannel"
 
 
-@pytest.mark.parametrize("file, old, new, complaint", [
-    ("replica.yaml", '"e6:9b:ee:cb:c9:3c"', '"e5:9b:ee:cb:c9:3c"',
-     "manifests/flannel/replica.yaml: node flannel-worker: vtepMAC 'e5:9b:ee:cb:c9:3c' is not "
-     "a locally administered unicast MAC"),
+@pytest.mark.parametrize("file, old, new, key, complaint", [
+    ("replica.yaml", '"e6:9b:ee:cb:c9:3c"', '"e5:9b:ee:cb:c9:3c"', "nodes.flannel-worker.vtepMAC",
+     "'e5:9b:ee:cb:c9:3c' is not a locally administered unicast MAC"),
     ("replica.yaml", "subnet: 10.244.1.0/24", "subnet: 10.244.1.0/25",
-     "manifests/flannel/replica.yaml: node flannel-worker: subnet 10.244.1.0/25 is not a /24"),
+     "nodes.flannel-worker.subnet", "subnet 10.244.1.0/25 is a /25, but kube-controller-manager"
+     "'s --node-cidr-mask-size is 24"),
     ("replica.yaml", "subnet: 10.244.2.0/24", "subnet: 10.244.1.0/24",
-     "manifests/flannel/replica.yaml: two nodes share a subnet"),
-    ("replica.yaml", "flannel-worker2: {ip", "flannel-worker3: {ip",
-     "manifests/flannel/replica.yaml: `nodes` must be exactly kind's node names"),
-    ("flannel.yaml", "Network: 10.244.0.0/16", "Network: 10.245.0.0/16",
-     "manifests/flannel/flannel.yaml: `netConf.Network` 10.245.0.0/16 must be kind's podSubnet"),
-    ("flannel.yaml", "Type: vxlan", "Type: host-gw",
-     "manifests/flannel/flannel.yaml: `netConf.Backend.Type` 'host-gw'"),
-    ("flannel.yaml", "version: v0.22.0", "versio: v0.22.0",
-     "manifests/flannel/flannel.yaml: missing `version`"),
+     "nodes.flannel-worker2.subnet",
+     "subnet 10.244.1.0/24 overlaps flannel-worker's subnet 10.244.1.0/24"),
+    ("replica.yaml", "flannel-worker2: {ip", "flannel-worker3: {ip", "nodes.flannel-worker3",
+     "must be exactly kind's node names"),
+    ("flannel.yaml", "Network: 10.244.0.0/16", "Network: 10.245.0.0/16", "netConf.Network",
+     "10.245.0.0/16 must be kind's podSubnet"),
+    ("flannel.yaml", "Type: vxlan", "Type: host-gw", "netConf.Backend.Type",
+     "should be 'vxlan', not 'host-gw'"),
+    ("flannel.yaml", "version: v0.22.0", "versio: v0.22.0", "version", "missing"),
 ])
 def test_a_bad_flannel_manifest_is_named_with_its_file_and_key(
-        tmp_path: Path, file: str, old: str, new: str, complaint: str) -> None:
-    with pytest.raises(topology.TopologyError) as caught:
-        topology.load(edited(tmp_path, file, old, new))
-    assert str(caught.value).startswith(complaint), str(caught.value)
+        tmp_path: Path, file: str, old: str, new: str, key: str, complaint: str) -> None:
+    folder = edited(tmp_path, file, old, new)
+    with pytest.raises(ManifestError) as caught:
+        topology.load(folder)
+    message = str(caught.value)
+    assert message.startswith(f"{folder / file}:"), message
+    assert f"`{key}`: {complaint}" in message, message
 
 
 def test_a_missing_cni_plugin_names_the_debian_package(tmp_path: Path,

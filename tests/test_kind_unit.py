@@ -21,7 +21,14 @@ import yaml
 
 import labkit
 from labkit import calico
-from labkit.errors import CommandTimeout, LabError, LabUnavailable, ToolMissing, UnknownTarget
+from labkit.errors import (
+    CommandTimeout,
+    LabError,
+    LabUnavailable,
+    ManifestError,
+    ToolMissing,
+    UnknownTarget,
+)
 from labkit.kind import backend, cluster, commands, download, inventory, readiness, settings
 from labkit.kind.commands import ExecError, Job
 from labkit.topology import MANIFESTS
@@ -98,10 +105,10 @@ def test_kind_gets_the_config_file_from_manifests() -> None:
 def test_a_bad_manifest_is_named_with_its_file_and_key(manifests: Path, file: str,
                                                        change: Any, says: str) -> None:
     edit(manifests / file, change)
-    with pytest.raises(settings.SettingsError) as caught:
+    with pytest.raises(ManifestError) as caught:
         settings.load(manifests)
     message = str(caught.value)
-    assert message.startswith(f"manifests/{file}")
+    assert message.startswith(f"{manifests / file}:")
     assert says in message
     assert "\n" not in message
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from labkit import calico, topology
+from labkit.errors import ManifestError
 from labkit.netns import plan
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
@@ -83,13 +84,15 @@ def test_kind_node_names() -> None:
 
 @pytest.mark.parametrize(("file", "old", "new", "message"), [
     ("replica.yaml", "calico-ipip-worker2: {", "calico-ipip-worker9: {",
-     "`nodes` must be exactly kind's node names"),
-    ("replica.yaml", "block: 10.244.79.0/26", "block: 10.99.0.0/26", "is not in 10.244.0.0/16"),
+     "must be exactly kind's node names"),
+    ("replica.yaml", "block: 10.244.79.0/26", "block: 10.99.0.0/26",
+     "is not in the pod subnet 10.244.0.0/16"),
     ("replica.yaml", "ip: 172.18.0.3", "ip: 192.168.0.3", "is not in 172.18.0.0/16"),
     ("app-deployment.yaml", "replicas: 4", "replicas: 5", "lists 4 pods of the Deployment"),
-    ("kind-cluster.yaml", "  podSubnet:", "  podSubnetX:", "missing `networking.podSubnet`"),
-    ("replica.yaml", "node: calico-ipip-worker}", "node: nowhere}", "which is not a node"),
-    ("replica.yaml", "labels: {k8s-app: kube-dns}", "labels: kube-dns", "should be a dict"),
+    ("kind-cluster.yaml", "  podSubnet:", "  podSubnetX:", "`networking.podSubnet`: missing"),
+    ("replica.yaml", "node: calico-ipip-worker}", "node: nowhere}", "'nowhere' is not a node"),
+    ("replica.yaml", "labels: {k8s-app: kube-dns}", "labels: kube-dns",
+     "should be a valid dictionary"),
     ("calico.yaml", "version: v3.23.5", "version: [", "calico.yaml:"),
 ])
 def test_manifest_mistakes_name_the_file_and_the_problem(
@@ -99,9 +102,10 @@ def test_manifest_mistakes_name_the_file_and_the_problem(
     text = (copy / file).read_text()
     assert old in text
     (copy / file).write_text(text.replace(old, new, 1))
-    with pytest.raises(topology.TopologyError) as error:
+    with pytest.raises(ManifestError) as error:
         topology.load(copy)
     assert message in str(error.value)
+    assert str(error.value).startswith(f"{copy}/")  # the folder as read
     assert file in str(error.value)
 
 
@@ -111,7 +115,7 @@ def test_the_fingerprint_changes_with_any_manifest(tmp_path: Path) -> None:
     before = topology.load(copy).fingerprint
     edits = {  # one change per file that a lab would build differently
         "kind-cluster.yaml": ("role: worker\n", "role: worker\n    labels: {x: y}\n"),
-        "calico.yaml": ("blockSize: 26", "blockSize: 27"),
+        "calico.yaml": ("name: default-ipv4-ippool", "name: another-pool"),
         "app-deployment.yaml": ("name: nettoolbox", "name: toolbox"),
         "replica.yaml": ("ip: 172.18.0.3", "ip: 172.18.0.9"),
     }

@@ -41,7 +41,6 @@ import yaml
 
 from ..errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
 from ..result import Result
-from ..topology import MANIFESTS
 from . import cluster, commands, download, inventory, readiness
 from .commands import FrameSource, Job
 from .settings import (
@@ -631,7 +630,7 @@ def cni_objects(manifest: bytes, settings: Settings) -> list[dict[str, Any]]:
     return calico_objects(text, settings)
 
 
-def start(manifests: Path = MANIFESTS, *, progress: Progress | None = None,
+def start(manifests: Path | None = None, *, progress: Progress | None = None,
           ready_timeout: float = READY_TIMEOUT, record: Path | None = None,
           detached: bool = False, encapsulation: str | None = None, reuse_only: bool = False,
           **options: Any) -> KindBackend:
@@ -762,7 +761,7 @@ class Status:
         return f"kind cluster {self.cluster} ({', '.join(self.nodes)}): {state}"
 
 
-def status(manifests: Path = MANIFESTS) -> Status:
+def status(manifests: Path | None = None) -> Status:
     """Whether the lab's kind cluster exists and is ready; never changes anything."""
     settings = load(manifests)
     cluster.preflight()
@@ -777,7 +776,7 @@ def status(manifests: Path = MANIFESTS) -> Status:
         api.close()
 
 
-def delete(name: str | None = None, manifests: Path = MANIFESTS, *,
+def delete(name: str | None = None, manifests: Path | None = None, *,
            progress: Progress | None = None) -> bool:
     """Delete the lab's kind cluster (``name`` defaults to the manifests'); ``False`` if none."""
     cluster_name = name or load(manifests).cluster
@@ -789,10 +788,13 @@ def delete(name: str | None = None, manifests: Path = MANIFESTS, *,
     return True
 
 
-def pin(what: str = "manifest", manifests: Path = MANIFESTS, *,
+def pin(what: str = "manifest", manifests: Path | None = None, *,
         arch: str | None = None, fetch: download.Fetch = download.fetch_url) -> str:
     """Download and record a sha256: ``manifest`` (the lab's CNI install), ``calicoctl``, or
     ``flannel`` (kube-flannel.yml, into ``manifests/flannel/flannel.yaml``)."""
+    from ..topology import default_manifests
+
+    manifests = manifests or default_manifests()
     if what == "flannel":
         from .. import labs
 

@@ -19,8 +19,15 @@ from typing import Any
 
 import yaml
 
-from .. import calico, labs
-from ..topology import MANIFESTS, TopologyError, manifest_field, node_names, read_manifest
+from .. import calico, labs, manifests
+from ..topology import (
+    MANIFESTS,
+    TopologyError,
+    default_manifests,
+    manifest_field,
+    node_names,
+    read_manifest,
+)
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MODES = ("Always", "CrossSubnet", "Never")
@@ -212,8 +219,12 @@ def _calicoctl(doc: dict[str, Any]) -> dict[str, Download]:
     }
 
 
-def load(directory: Path = MANIFESTS) -> Settings:
-    """Read and check the manifests; raise :class:`SettingsError` naming the file and key."""
+def load(directory: Path | None = None) -> Settings:
+    """Read and check the manifests; raise :class:`~labkit.errors.ManifestError` naming the
+    file, line and key (the schema both labs share, :mod:`labkit.manifests`), then what only
+    the kind lab needs, as :class:`SettingsError`."""
+    directory = directory or default_manifests()
+    manifests.load(directory)
     if labs.cni(directory) == "flannel":
         return _load_flannel(directory)
     kind_config = _read(directory, "kind-cluster.yaml")

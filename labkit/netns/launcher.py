@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from .. import topology
 from ..errors import CommandTimeout, LabError, LabUnavailable, ToolMissing, UnknownTarget
 from ..result import Result
-from ..topology import MANIFESTS
 from . import protocol
 
 # The tools a reader's commands use, and the Debian/Ubuntu package that has each.
@@ -291,7 +291,7 @@ def _handshake_line(stream: IO[bytes], process: subprocess.Popen[bytes], deadlin
     return line.rstrip("\n")
 
 
-def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool = False,
+def start(manifests: Path | None = None, *, name: str = "default", detached: bool = False,
           encapsulation: str | None = None, ids: str | None = None,
           bird: bool = True) -> NetnsBackend:
     """Start a new netns lab and connect to it.
@@ -304,6 +304,9 @@ def start(manifests: Path = MANIFESTS, *, name: str = "default", detached: bool 
     to see what a machine without subordinate ids gets.  ``bird=False`` starts no
     BIRD in an IPIP or BGP lab: the routes BIRD would install are then missing.
     """
+    # The manifests first: a mistake in them is the user's to fix on any machine.
+    manifests = manifests or topology.default_manifests()
+    topology.load(manifests)
     preflight()
     ids = ids or os.environ.get("LABKIT_USERNS", "auto")
     if ids not in ("auto", "single"):
