@@ -94,6 +94,13 @@ NORMALIZERS: dict[str, Normalizer] = {
     "neigh": _subs((r"\b(REACHABLE|STALE|DELAY|PROBE|INCOMPLETE)\b", "<state>")),
     # BIRD's `since` column and route ages (`[Mesh_172_18_0_3 19:08:37]`): when it happened.
     "bird": _subs((r"(?<![\d:.])\d{2}:\d{2}:\d{2}(?![\d:.])", "<since>")),
+    # VXLAN's outer UDP source port is a hash of the inner flow (RFC 7348 5.), so it changes
+    # with the ICMP id; the destination port (4789) and both node addresses are kept.
+    "vxlan-port": _subs(
+        (r"\b(\d{1,3}(?:\.\d{1,3}){3})\.\d{1,5} > (\d{1,3}(?:\.\d{1,3}){3})\.4789:",
+         r"\1.<port> > \2.4789:"),
+        (r"\bUDP \d{1,5} → 4789\b", "UDP <port> → 4789"),
+    ),
     # kind's pod names end in a ReplicaSet hash and a random suffix.
     "podname": _subs((r"\b([a-z0-9-]+)-[a-z0-9]{8,10}-[a-z0-9]{5}\b", r"\1-<hash>-<id>")),
 }

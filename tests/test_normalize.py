@@ -155,3 +155,27 @@ def test_cni_masks_the_bridge_plugins_veth_names_and_the_bridges_timers() -> Non
     both = normalizer(["cni", "mac"])
     assert both(json_one) == both(json_two) == \
         '"bridge_id":"8000.<bridge-id>","gc_timer":<t>,"hold_timer":<t>'
+
+
+def test_vxlan_port_masks_the_outer_source_port_and_nothing_else() -> None:
+    # Two real captures of the tunnel between worker2 and worker: this sample, and the line
+    # docs_src/transcripts/04-gateway.yaml recorded (another ICMP id, so another flow hash).
+    capture = sample("node-tcpdump-vxlan")
+    assert "    172.18.0.4.59118 > 172.18.0.3.4789: VXLAN, flags [I] (0x08), vni 4096" in capture
+    recorded = "    172.18.0.4.41160 > 172.18.0.3.4789: VXLAN, flags [I] (0x08), vni 4096"
+    port = normalizer(["vxlan-port"])
+    assert port(recorded) == \
+        "    172.18.0.4.<port> > 172.18.0.3.4789: VXLAN, flags [I] (0x08), vni 4096"
+    assert port(capture).count("<port>") == 2  # the request and the reply
+    assert port(capture.replace("59118", "41160")) == port(capture)
+    assert "172.18.0.3.<port> > 172.18.0.4.4789: VXLAN" in port(capture)
+    # The same words in the walk's table, and nothing that is not VXLAN's outer header.
+    assert port("VXLAN，UDP 41160 → 4789") == "VXLAN，UDP <port> → 4789"
+    for kept in ("172.18.0.4.41160 > 172.18.0.3.8472: OTV", "172.18.0.4.4789 > 172.18.0.3.41160:",
+                 "10.244.244.65 > 10.244.79.1: ICMP echo request, id 55, seq 1, length 64"):
+        assert port(kept) == kept
+    # Another node, another VNI or another destination port still shows.
+    everything = normalizer(["mac", "ifindex", "time", "ids", "neigh", "vxlan-port"])
+    for old, new in (("172.18.0.4.59118 > ", "172.18.0.2.59118 > "), ("vni 4096", "vni 4097"),
+                     ("172.18.0.3.4789:", "172.18.0.3.4790:")):
+        assert everything(capture.replace(old, new, 1)) != everything(capture)

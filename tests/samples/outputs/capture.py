@@ -1,7 +1,7 @@
 # Captures the real outputs the normaliser tests use: the same commands on two fresh labs.
 """Run as root (or a user with user namespaces) from the repository's root::
 
-    .venv/bin/python tests/samples/outputs/capture.py
+    .venv/bin/python tests/samples/outputs/capture.py [NAME...]
 
 Each command runs once on each of two netns labs started one after the other, so
 the two files of a pair differ only in what really varies between honest runs
@@ -38,16 +38,24 @@ def capture(lab: labkit.Lab) -> dict[str, labkit.Result]:
     a.sh(f"ping -c 2 {b.ip}")
     outputs["node-tcpdump"] = capture.wait()
     outputs["node-ip-neigh"] = node.sh(f"ip neigh show dev {a.veth}")
+    # The VXLAN outer header between the nodes: its UDP source port is a hash of the flow.
+    tunnel = node.start("tcpdump -c 2 -l -n -e -v -i eth0 udp port 4789", ready="listening on")
+    a.sh(f"ping -c 1 {far.ip}")
+    outputs["node-tcpdump-vxlan"] = tunnel.wait()
     return outputs
 
 
-def main() -> None:
+def main(only: set[str] | None = None) -> None:
     for run in (1, 2):
-        with labkit.open_lab() as lab:
+        with labkit.open_lab(encapsulation="VXLAN") as lab:
             for name, result in capture(lab).items():
+                if only and name not in only:
+                    continue
                 text = f"{result.prompt} {result.command}\n{result.output}"
                 (HERE / f"{name}.{run}.txt").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(set(sys.argv[1:]) or None)  # names: record only those samples again
