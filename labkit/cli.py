@@ -15,7 +15,8 @@ LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such
     labkit check [--lab L]            run every snippet live, diff against transcripts
     labkit pin [manifest|calicoctl|flannel]   kind lab: record the sha256 of what it downloads
 
-Errors print one line (``labkit: ...``) and exit 1; bad arguments print usage and exit 2.
+Errors print one line (``labkit: ...``) and exit 1; bad arguments print usage and exit 2, and
+so does a ``--site`` folder that labkit did not build (it is left as it was).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, labs
-from .errors import LabError, LabUnavailable
+from .errors import LabError, LabUnavailable, RefusedFolder
 from .status import status_document, status_text
 
 LABS = ("netns", "kind")
@@ -255,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabUnavailable as exc:
         print(f"labkit: {exc.one_line()}", file=sys.stderr)
         return 1
+    except RefusedFolder as exc:
+        print(f"labkit: {exc}", file=sys.stderr)
+        return 2
     except LabError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return 1

@@ -61,6 +61,11 @@ class ManifestError(LabError):
         super().__init__(f"{where}: `{key}`: {problem}" if key else f"{where}: {problem}")
 
 
+class RefusedFolder(LabError):
+    """A folder labkit was asked to replace that it did not create (``--site docs``);
+    the command exits 2 and the folder is left as it was."""
+
+
 class UnknownTarget(LabError):
     """A node or pod name that the lab does not have; the message lists the ones it has."""
 

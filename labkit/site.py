@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LabError
+from .errors import LabError, RefusedFolder
 
 QUIET_BANNERS = {
     # Material and the MkDocs 1.x continuations print end-of-life banners on every build.
@@ -30,6 +30,10 @@ QUIET_BANNERS = {
     "DISABLE_MKDOCS_2_WARNING": "true",
 }
 RENAME_EXCHANGE = 2
+SITE_MARKER = ".labkit-site"
+"""Written into every site labkit builds: the only non-empty folder ``--site`` may replace."""
+SOURCES = ("docs", "docs_src", "manifests", ".labkit")
+"""The project's own folders, which no site may be, hold or sit in."""
 
 
 def project_root() -> Path:
@@ -73,6 +77,41 @@ def publish(built: Path, site: Path) -> None:
         code = ctypes.get_errno()
         raise OSError(code, f"cannot swap {built} into {site}: {os.strerror(code)}")
     shutil.rmtree(built)  # now holds the previous site
+
+
+def site_folder(root: Path, name: str) -> Path:
+    """Where ``--site name`` puts the site, if labkit may replace what is there.
+
+    Like plain mkdocs, labkit refuses the project's folder and its sources; beyond that it
+    replaces only a folder that is empty or that it built itself (:data:`SITE_MARKER`).
+    Raise :class:`RefusedFolder` (exit 2) otherwise.
+    """
+    site = (root / name).resolve()
+    shown = f"--site {name}"
+    if root.resolve().is_relative_to(site):
+        raise RefusedFolder(f"{shown}: that is the project's folder (or holds it); "
+                            "the site would replace the chapters, manifests and all")
+    for source in SOURCES:
+        folder = (root / source).resolve()
+        if folder.is_relative_to(site) or site.is_relative_to(folder):
+            where = "is" if folder == site else "holds" if folder.is_relative_to(site) else \
+                "is inside"
+            raise RefusedFolder(f"{shown}: that {where} the project's {source}/; "
+                                "choose a folder of its own, such as site/")
+    if site.exists() and not site.is_dir():
+        raise RefusedFolder(f"{shown}: {site} is not a folder; labkit replaces only folders")
+    if site.is_dir() and not _built_by_labkit(site) and any(site.iterdir()):
+        raise RefusedFolder(
+            f"{shown}: {site} holds files that labkit did not put there (it has no "
+            f"{SITE_MARKER}); empty it or choose another folder, nothing was changed")
+    return site
+
+
+def _built_by_labkit(folder: Path) -> bool:
+    if (folder / SITE_MARKER).is_file():
+        return True
+    # Sites built before the marker existed: this project's stylesheet beside an index page.
+    return (folder / "index.html").is_file() and (folder / "assets" / "labkit.css").is_file()
 
 
 def _clean_stale(state: Path) -> None:
@@ -128,6 +167,7 @@ def build_site(args: argparse.Namespace) -> int:
     """Run mkdocs (whose gen-files script runs the chapters) into a private folder, then publish."""
     _die_with_parent()
     root = project_root()
+    site = site_folder(root, args.site)
     env = build_env(args)
     mkdocs = [sys.executable, "-m", "mkdocs"]
     if args.serve:
@@ -142,8 +182,11 @@ def build_site(args: argparse.Namespace) -> int:
         if not _mkdocs_build(root, private, env):
             print(f"labkit: the build failed; {args.site}/ is unchanged", file=sys.stderr)
             return 1
+        (private / SITE_MARKER).write_text(
+            "Built by `labkit build`, which replaces this folder on the next build.\n")
         try:
-            publish(private, root / args.site)
+            site_folder(root, args.site)  # still true? someone may have filled it meanwhile
+            publish(private, site)
         except OSError as exc:  # --site names a file, a folder that is not there...
             raise LabError(f"cannot put the site at {args.site}: {exc.strerror}; "
                            "the last site is unchanged") from exc
