@@ -130,17 +130,21 @@ def test_a_second_lab_under_the_same_name_is_refused(lab_up: str) -> None:
     assert labkit("sh", "--name", lab_up, "calico-ipip-worker2", "--", "true").returncode == 0
 
 
-@pytest.mark.parametrize("where", ["missing-folder/site", "a-file"], ids=["no parent", "a file"])
-def test_a_site_that_cannot_be_put_there_is_one_line_and_exit_1(tmp_path: Path,
-                                                                where: str) -> None:
+@pytest.mark.parametrize(("where", "status", "says"), [
+    ("missing-folder/site", 1, "cannot put the site at missing-folder/site: "),
+    # A file is something labkit did not make: refused like any folder it did not build.
+    ("a-file", 2, "--site a-file: "),
+], ids=["no parent", "a file"])
+def test_a_site_that_cannot_be_put_there_is_one_line_and_exit_1(tmp_path: Path, where: str,
+                                                                status: int, says: str) -> None:
     project = Project.create(tmp_path / "project")
     project.write("01-a.md", "# A\n\nNothing to run.\n")
     (project.root / "a-file").write_text("not a folder\n")
     build = project.build("--site", where)
-    assert build.returncode == 1
+    assert build.returncode == status
     assert "Traceback" not in build.stderr
     [line] = [m for m in build.messages.splitlines() if m.startswith("labkit: ")]
-    assert line.startswith(f"labkit: cannot put the site at {where}: ")
+    assert line.startswith(f"labkit: {says}")
     assert (project.root / "a-file").read_text() == "not a folder\n"
     assert not list((project.root / ".labkit").glob("site-*"))
 
