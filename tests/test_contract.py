@@ -251,9 +251,23 @@ def test_a_command_past_its_timeout_is_killed(lab: Lab) -> None:
     assert left == "0"
 
 
+def _running(target: Node | Pod, command: str) -> bool:
+    """Whether a process whose command line is ``command`` runs where ``target`` is."""
+    pattern = re.sub(r"\.", "[.]", command)  # [.] so the search does not find itself
+    found = target.sh("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | "
+                      f"grep -c '{pattern} ' || true").stdout.strip()
+    return found != "0"
+
+
 def test_a_background_command_is_stopped_like_ctrl_c(lab: Lab) -> None:
     node = lab.node(lab.pods[0].node)
-    background = node.start("echo listening on eth0; sleep 30", ready="listening on")
+    background = node.start("echo listening on eth0; sleep 30.31", ready="listening on")
+    # The ready text is printed before `sleep` runs: Ctrl-C then would hit the shell between
+    # two commands. Wait for the state a reader waits for, the command itself running.
+    deadline = time.monotonic() + 10
+    while not _running(node, "sleep 30.31"):
+        assert time.monotonic() < deadline, "`sleep 30.31` never started"
+        time.sleep(0.05)
     result = background.stop()
     assert result.stdout == "listening on eth0\n"
     # 128 + SIGINT, as a shell reports Ctrl-C (not 137: not killed after the grace)
