@@ -19,6 +19,8 @@ The mkdocs-gen-files script and sybil are thin callers of this module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, labs, snippets, topology
+from .chapter_process import SnippetEndedProcess, run_chapter
 from .errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from .execute import ChapterRun, SnippetRun
 from .lab import Lab
@@ -72,6 +75,8 @@ class Options:
     NAME; see :mod:`labkit.labs`): what the labs are built from, and part of every
     chapter's key."""
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
+    on_snippet: Callable[[int], None] | None = None
+    """Told the chapter line of each snippet as it starts (set by :func:`build_chapter`)."""
 
     @property
     def transcripts(self) -> Path:
@@ -193,11 +198,17 @@ class Runs:
         return self.data.get(transcript.chapter) == transcript.checksum
 
     def remember(self, transcript: Transcript) -> None:
-        self.data[transcript.chapter] = transcript.checksum
+        # Chapters run in child processes (perhaps several at once): each adds its own line
+        # to what is on disk, under a lock, rather than writing back an old copy.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError, ValueError):
+                self.data = json.loads(self.path.read_text())
+            self.data[transcript.chapter] = transcript.checksum
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
 
 
 def chapters(source: Path) -> list[Path]:
@@ -206,10 +217,12 @@ def chapters(source: Path) -> list[Path]:
 
 def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
              keep_going: bool, others: dict[str, tuple[Lab, Recorder]] | None = None,
+             on_start: Callable[[int], None] | None = None,
              ) -> tuple[ChapterRun, list[SnippetRecord]]:
     """Run every snippet against a live lab (and ``others``), recording each one's calls."""
     others = others or {}
-    run = ChapterRun(lab, others={name: each for name, (each, _) in others.items()})
+    run = ChapterRun(lab, others={name: each for name, (each, _) in others.items()},
+                     on_start=on_start)
     records: list[SnippetRecord] = []
     for snippet in chapter.snippets:
         recorder.calls = []
@@ -225,8 +238,8 @@ def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
     return run, records
 
 
-def run_replay(chapter: snippets.Chapter, transcript: Transcript,
-               keep_going: bool) -> ChapterRun:
+def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bool,
+               on_start: Callable[[int], None] | None = None) -> ChapterRun:
     """Re-run every snippet against the transcript's recorded answers.
 
     The snippets' Python runs again, so values in the prose and the snippets'
@@ -243,7 +256,7 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript,
     lab = Lab(replayer)
     others = {name: Lab(Replayer(inventory, chapter.path, lab=name, queue=replayer._queue))
               for name, inventory in transcript.labs.items()}
-    run = ChapterRun(lab, others=others)
+    run = ChapterRun(lab, others=others, on_start=on_start)
     for snippet, record in zip(chapter.snippets, transcript.snippets, strict=True):
         if record.code != snippet.code:
             raise TranscriptError(
@@ -322,11 +335,46 @@ def build(options: Options) -> list[Page]:
             else:
                 _check_labs(chapter, options.manifests)
                 manifests = manifests_fingerprint(chapter.labs, fingerprints)
-            pages.append(_build_one(chapter, options, store, runs, manifests, code, opened))
+            pages.append(build_chapter(chapter, options, store, runs, manifests, code))
     finally:
         for lab in opened.values():
             lab.close()
+    failures = [str(error) for page in pages for error in page.errors]
+    report = failures_file(options.state)
+    if failures:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("\n\0".join(failures), encoding="utf-8")
     return pages
+
+
+def failures_file(state: Path) -> Path:
+    """Where :func:`build` leaves the failures it showed on pages (--keep-going), for
+    ``labkit build`` in this process to name them and exit 1."""
+    return state / f"failures-{os.getpid()}.txt"
+
+
+def build_chapter(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
+                  manifests: str, code: str) -> Page:
+    """One chapter's page, its snippets run in a child process (:mod:`labkit.chapter_process`)
+    so that one which ends its interpreter fails at its line instead of ending the build."""
+    if not chapter.snippets:
+        return _build_one(chapter, options, store, runs, manifests, code, {})
+
+    def work(report: Callable[[int], None], log: Callable[[str], None]) -> Page:
+        here = dataclasses.replace(options, log=log, on_snippet=report)
+        opened: dict[str, Lab] = {}
+        try:
+            return _build_one(chapter, here, store, runs, manifests, code, opened)
+        finally:
+            for lab in opened.values():
+                lab.close()
+
+    try:
+        return run_chapter(chapter.path, work, options.log)
+    except SnippetEndedProcess as exc:
+        if not options.keep_going:
+            raise
+        return _failed_page(chapter, options, exc, "本章的代码段结束了运行它的进程")
 
 
 def _build_one(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
@@ -389,7 +437,8 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
     try:
         with recording_labs(options.lab, options.manifests, chapter.labs,
                             opened) as (lab, recorder, others):
-            run, records = run_live(chapter, lab, recorder, options.keep_going, others)
+            run, records = run_live(chapter, lab, recorder, options.keep_going, others,
+                                    options.on_snippet)
             inventory = recorder.inventory()
             other_inventories = {name: r.inventory() for name, (_, r) in others.items()}
     except LabUnavailable as exc:
@@ -421,7 +470,7 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
 
 def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Options,
               how: str) -> Page:
-    run = run_replay(chapter, transcript, options.keep_going)
+    run = run_replay(chapter, transcript, options.keep_going, options.on_snippet)
     provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded,
                             {name: inv["info"] for name, inv in transcript.labs.items()})
     markdown = render_chapter(chapter, run.runs, run.namespace, provenance)
@@ -434,13 +483,20 @@ def _unreplayable(chapter: snippets.Chapter, options: Options, problem: Transcri
     """A chapter a replay cannot show: fail, or (--keep-going) a page that says so plainly."""
     if not options.keep_going:
         raise problem
+    return _failed_page(chapter, options, problem, "本章的输出无法回放",
+                        "这次构建没有启动实验室，而本章没有可用的 transcript，")
+
+
+def _failed_page(chapter: snippets.Chapter, options: Options, problem: LabError, title: str,
+                 why: str = "") -> Page:
+    """A page with no output at all, which says plainly why (--keep-going)."""
     options.log(f"labkit: error: {problem}")
     failed = [SnippetRun(s, error=SnippetError(s.path, s.line, str(problem)))
               for s in chapter.snippets]
     body = render_chapter(chapter, failed, {}, None)
-    notice = ('!!! failure "本章的输出无法回放"\n\n'
-              "    这次构建没有启动实验室，而本章没有可用的 transcript，"
-              "所以页面上没有任何终端输出：\n\n" + fence(str(problem), "text", "    ") + "\n")
+    notice = (f'!!! failure "{title}"\n\n'
+              f"    {why}所以页面上没有任何终端输出：\n\n" + fence(str(problem), "text", "    ")
+              + "\n")
     markdown = after_title(body, notice)
     return Page(chapter.path, Path(chapter.path).name, markdown, "failed", [
         r.error for r in failed if r.error])

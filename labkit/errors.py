@@ -19,6 +19,18 @@ if TYPE_CHECKING:
 class LabError(Exception):
     """Base of everything labkit raises on purpose."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable whatever the subclass's __init__ takes: a chapter's child process hands
+        # its errors to the build this way.
+        return (_restore, (type(self), str(self), dict(self.__dict__)))
+
+
+def _restore(kind: type[LabError], message: str, state: dict[str, object]) -> LabError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class LabUnavailable(LabError):
     """A lab cannot be started or reached here (no namespaces, no Docker, no lab up).
@@ -59,6 +71,11 @@ class ManifestError(LabError):
         self.problem = problem
         where = f"{file}:{line}" if line else file
         super().__init__(f"{where}: `{key}`: {problem}" if key else f"{where}: {problem}")
+
+
+class LabDamaged(LabError):
+    """A node or pod of the lab is gone (the process holding its namespaces died): the lab
+    can no longer show what a cluster would, and must be started again."""
 
 
 class RefusedFolder(LabError):

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,15 +130,19 @@ class ChapterRun:
     """The shared namespace of one chapter, and the snippets run in it so far."""
 
     def __init__(self, lab: Lab, extra: dict[str, Any] | None = None,
-                 others: dict[str, Lab] | None = None) -> None:
+                 others: dict[str, Lab] | None = None,
+                 on_start: Callable[[int], None] | None = None) -> None:
         """``others``: the other labs the chapter uses (front matter ``labs``), by name.
 
         The snippets get them, with ``lab`` under its own name, as ``labs``; commands run
-        in any of them show on the page in the order they ran.
+        in any of them show on the page in the order they ran.  ``on_start`` is told each
+        snippet's chapter line as it starts (the build's chapter process).
         """
         import labkit
 
         self.lab = lab
+        self.on_start = on_start
+        """Told each snippet's chapter line as it starts (the build's chapter process)."""
         self.runs: list[SnippetRun] = []
         self._current: SnippetRun | None = None
         self._stack: list[list[Block]] = []
@@ -188,6 +192,8 @@ class ChapterRun:
             run.skipped = skip
             return run
         self._current, self._stack = run, []
+        if self.on_start is not None:
+            self.on_start(snippet.line)
         try:
             code = compile(snippet.compiled_source(), snippet.path, "exec")
             with _deadline(snippet.timeout):

@@ -19,9 +19,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from . import scratch
+from .build import failures_file
 from .errors import LabError, RefusedFolder
 
 QUIET_BANNERS = {
@@ -120,6 +123,10 @@ def _clean_stale(state: Path) -> None:
         pid = folder.name.removeprefix("site-")
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(folder, ignore_errors=True)
+    for report in state.glob("failures-*.txt"):
+        pid = report.name.removeprefix("failures-").removesuffix(".txt")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            report.unlink(missing_ok=True)
 
 
 def build_env(args: argparse.Namespace) -> dict[str, str]:
@@ -177,11 +184,20 @@ def build_site(args: argparse.Namespace) -> int:
     state.mkdir(exist_ok=True)
     _clean_stale(state)
     private = state / f"site-{os.getpid()}"
+    report = failures_file(state)
+    report.unlink(missing_ok=True)
+    # mkdocs-gen-files' folder and the like go into one of this build's own, which the next
+    # build removes if this one is killed before it can (scratch.sweep).
+    scratch.sweep()
+    own_tmp = scratch.folder("build")
+    tempfile.tempdir = str(own_tmp)
     started = time.monotonic()
     try:
         if not _mkdocs_build(root, private, env):
             print(f"labkit: the build failed; {args.site}/ is unchanged", file=sys.stderr)
             return 1
+        failures = report.read_text(encoding="utf-8").split("\n\0") if report.exists() else []
+        report.unlink(missing_ok=True)
         (private / SITE_MARKER).write_text(
             "Built by `labkit build`, which replaces this folder on the next build.\n")
         try:
@@ -192,7 +208,17 @@ def build_site(args: argparse.Namespace) -> int:
                            "the last site is unchanged") from exc
     finally:
         shutil.rmtree(private, ignore_errors=True)
-    print(f"labkit: built {args.site}/ in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        tempfile.tempdir = None
+        shutil.rmtree(own_tmp, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    if failures:
+        # Like `make -k`: every page was built, with error boxes; CI must still see a failure.
+        print(f"labkit: built {args.site}/ in {elapsed:.1f}s, but {len(failures)} snippet(s) "
+              "failed (--keep-going; their pages show the errors):", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure.splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"labkit: built {args.site}/ in {elapsed:.1f}s", file=sys.stderr)
     return 0
 
 

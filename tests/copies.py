@@ -100,9 +100,34 @@ def forbid_labs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(labkit.netns.launcher, "start", refuse)
 
 
-def count_labs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+class Opened:
+    """The labs started so far, by kind; kept in a file, because chapters run in child
+    processes (labkit.chapter_process), whose calls a list in this process would not see."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_text("")
+
+    def append(self, kind: str) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(kind + "\n")
+
+    def kinds(self) -> list[str]:
+        return self.path.read_text().split()
+
+    def __eq__(self, other: object) -> bool:
+        return self.kinds() == other
+
+    def __len__(self) -> int:
+        return len(self.kinds())
+
+    def __repr__(self) -> str:
+        return repr(self.kinds())
+
+
+def count_labs(monkeypatch: pytest.MonkeyPatch, where: Path) -> Opened:
     """Let labs start, and list the kind of each one that did."""
-    opened: list[str] = []
+    opened = Opened(where / "labs-opened.txt")
     real: Callable[..., labkit.lab.Lab] = labkit.lab.open_lab
 
     def counting(kind: str = "netns", **options: Any) -> labkit.lab.Lab:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labproject import Build, Html, Project
+from labproject import Build, Html, Project, wait_until
 
 from labkit import topology
 from labkit.render import MAX_LINE_CHARS, MAX_LINES
@@ -206,7 +206,8 @@ def test_keep_going_shows_the_error_on_its_page_and_runs_the_rest(project: Proje
                   + "\nAfter: {{ after.stdout }}\n")
     project.write("02-b.md", "# B\n\n" + snippet(f"lab.node('{NODE}').sh('echo next-chapter')"))
     build = project.build("--keep-going")
-    assert build.returncode == 0, build.messages
+    # Like `make -k`: every page built, then exit 1 so that CI sees it.
+    assert build.returncode == 1, build.messages
     assert "Traceback" not in build.stderr
     # The author still learns, in the terminal, which chapter has a failing snippet.
     assert "docs_src/01-a.md" in build.messages and "fail" in build.messages
@@ -225,17 +226,27 @@ def test_keep_going_shows_the_error_on_its_page_and_runs_the_rest(project: Proje
 
 def test_keep_going_names_each_failure_in_the_terminal(project: Project) -> None:
     project.write("01-a.md", "# A\n\n" + snippet(f"lab.node('{NODE}').sh('ls /no/such/dir')"))
+    project.write("02-b.md", "# B\n\n" + snippet("1 / 0"))
     build = project.build("--keep-going")
-    assert build.returncode == 0, build.messages
+    assert build.returncode == 1, build.messages
     # Where and why, as without --keep-going: the author should not have to hunt the pages.
     assert f"docs_src/01-a.md:4: `ls /no/such/dir` on {NODE} exited with 2" in build.messages
+    # And, last, every failure by name after every page was built.
+    summary = build.messages.splitlines()[-3:]
+    assert summary[0].startswith("labkit: built site/ in ")
+    assert summary[0].endswith(", but 2 snippet(s) failed (--keep-going; their pages show "
+                               "the errors):")
+    assert summary[1:] == [
+        f"  docs_src/01-a.md:4: `ls /no/such/dir` on {NODE} exited with 2 (expected 0)",
+        "  docs_src/02-b.md:4: ZeroDivisionError: division by zero"]
+    assert (project.site / "02-b" / "index.html").is_file()
 
 
 def test_a_value_a_failed_snippet_never_set_shows_as_a_marker(project: Project) -> None:
     project.write("01-a.md", "# A\n\n" + snippet("1 / 0\nanswer = 42")
                   + "\nThe answer is {{ answer }}.\n")
     build = project.build("--keep-going")
-    assert build.returncode == 0, build.messages
+    assert build.returncode == 1, build.messages
     page = Html(project.page("01-a.md"))
     # The marker is emphasised, not shown with its Markdown asterisks.
     assert "The answer is ⚠ answer 未定义（前面的代码段失败了）." in page.text
@@ -252,7 +263,7 @@ def test_keep_going_after_a_timeout_gives_later_commands_their_own_output(
                                    f"later = lab.node('{NODE}').sh('echo mine')")
                   + "\nLater: {{ later.stdout }}\n")
     build = project.build("--keep-going")
-    assert build.returncode == 0, build.messages
+    assert build.returncode == 1, build.messages
     page = Html(project.page("01-a.md"))
     assert "did not finish within 1s" in page.text
     assert "Later: mine" in page.text
@@ -374,3 +385,41 @@ def test_output_with_very_long_lines_is_cut_and_never_stalls_the_build(project: 
     assert transcript is not None
     assert transcript.snippets[0].results()[0].output == \
         "x" * 3_000_000 + "\nafter-the-long-line\n"
+
+
+# -- a snippet that ends the interpreter ----------------------------------------------------
+
+DEATHS = {
+    "os._exit(0)": "it exited with status 0",
+    "os.kill(os.getpid(), signal.SIGKILL)": "it was killed by SIGKILL",
+    "os.kill(os.getpid(), signal.SIGTERM)": "it was killed by SIGTERM",
+}
+
+
+@pytest.mark.parametrize("call", DEATHS, ids=list(DEATHS))
+def test_a_snippet_that_ends_the_interpreter_fails_the_build_at_its_line(
+        project: Project, call: str) -> None:
+    # Run where its death cannot take the build with it: the build says where, exits non-zero,
+    # and publishes nothing.
+    project.write("01-a.md", "# A\n\n" + snippet(
+        f"import os, signal\nlab.node('{NODE}').sh('true')\n{call}"))
+    build = project.build()
+    shown = assert_one_error(build, "docs_src/01-a.md:3", DEATHS[call],
+                             "the snippet ended the process running its chapter")
+    assert "built site/" not in shown
+    assert not project.site.exists()
+    # Its lab dies with the process that ran the chapter (the kernel's parent-death signal).
+    assert wait_until(lambda: not project.agents()), project.agents()
+
+
+def test_keep_going_past_a_snippet_that_ends_the_interpreter(project: Project) -> None:
+    project.write("01-a.md", "# A\n\n" + snippet("import os\nos._exit(0)"))
+    project.write("02-b.md", "# B\n\n" + snippet(f"lab.node('{NODE}').sh('echo next-chapter')"))
+    build = project.build("--keep-going")
+    assert build.returncode == 1, build.messages
+    assert "docs_src/01-a.md:3: the snippet ended the process running its chapter" in \
+        build.messages
+    page = Html(project.page("01-a.md"))
+    assert page.has("div", **{"class": "admonition failure"})
+    assert "it exited with status 0" in page.text
+    assert any("next-chapter" in c for c in Html(project.page("02-b.md")).codes)

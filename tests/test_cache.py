@@ -190,7 +190,7 @@ def test_a_prose_only_edit_starts_no_lab_and_shows_the_new_prose(
 
 def test_a_code_edit_runs_that_chapter_live(recorded: Recorded,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     copy = recorded.copy
     copy.edit("01-same-node.md", 'addr = a.sh("ip addr show eth0")',
               'addr = a.sh("ip addr show dev eth0")')
@@ -208,7 +208,7 @@ def test_a_code_edit_runs_that_chapter_live(recorded: Recorded,
 
 def test_an_options_edit_runs_that_chapter_live(recorded: Recorded,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     copy = recorded.copy
     copy.edit("02-setup.md", "```python labkit\nshow(", "```python labkit timeout=90\nshow(")
     pages = copy.build()
@@ -218,7 +218,7 @@ def test_an_options_edit_runs_that_chapter_live(recorded: Recorded,
 
 def test_a_manifest_change_runs_every_chapter_live(recorded: Recorded,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     copy = recorded.copy
     spec = copy.root / "manifests" / "app-deployment.yaml"
     spec.write_text(spec.read_text(encoding="utf-8") + "\n# reviewed\n", encoding="utf-8")
@@ -231,7 +231,7 @@ def test_a_manifest_change_runs_every_chapter_live(recorded: Recorded,
 
 def test_a_change_to_labkit_runs_every_chapter_live(recorded: Recorded,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     monkeypatch.setattr(build_module, "code_fingerprint", lambda *_: "0" * 64)
     pages = recorded.copy.build()
     assert opened == BOTH
@@ -241,7 +241,7 @@ def test_a_change_to_labkit_runs_every_chapter_live(recorded: Recorded,
 
 def test_another_labkit_version_runs_every_chapter_live(
         recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     monkeypatch.setattr(build_module, "__version__", "99.0.0")
     recorded.copy.build()
     assert opened == BOTH
@@ -251,7 +251,7 @@ def test_another_labkit_version_runs_every_chapter_live(
 def test_a_fresh_checkout_runs_everything_live(recorded: Recorded,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # A clone has the committed transcripts (same keys) but printed none of them itself.
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     shutil.rmtree(recorded.copy.root / ".labkit")
     pages = recorded.copy.build()
     assert opened == BOTH
@@ -269,7 +269,7 @@ def test_a_transcript_someone_else_recorded_is_not_a_cache(
     assert theirs is not None
     theirs.recorded += 3600
     store.save(theirs)
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     pages = recorded.copy.build()
     assert opened == ["netns"]
     assert pages["01-same-node.md"].how == "live"
@@ -277,7 +277,7 @@ def test_a_transcript_someone_else_recorded_is_not_a_cache(
 
 def test_fresh_runs_everything_live(recorded: Recorded,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = count_labs(monkeypatch)
+    opened = count_labs(monkeypatch, recorded.copy.root)
     pages = recorded.copy.build(mode="live")
     assert opened == BOTH
     assert pages["02-setup.md"].how == "live"
