@@ -179,12 +179,12 @@ def _status(args: argparse.Namespace) -> int:
     else:
         from .netns import launcher
 
-        inventory = launcher.attach(_instance(args)).inventory()
+        inventory = launcher.attach(_instance(args)).current()
     if args.json:
         print(json.dumps(status_document(inventory), indent=2, ensure_ascii=False))
     else:
         print(status_text(inventory), end="")
-    return 0
+    return 1 if inventory.get("damaged") else 0  # a damaged lab is not a lab to build on
 
 
 def _sh(args: argparse.Namespace) -> int:
@@ -225,9 +225,7 @@ def _down(args: argparse.Namespace) -> int:
         return 0
     from .netns import launcher
 
-    name = _instance(args)
-    launcher.attach(name).shutdown()
-    print(f"lab {name!r} is down")
+    print(launcher.down(_instance(args)))
     return 0
 
 

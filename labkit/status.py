@@ -23,6 +23,7 @@ def status_document(inventory: dict[str, Any]) -> dict[str, Any]:
         "pods": [{"name": p["name"], "namespace": p["namespace"], "node": p["node"],
                   "ip": p["ip"], "veth": p["veth"]} for p in inventory["pods"]],
         "info": info,
+        **({"damaged": inventory["damaged"]} if inventory.get("damaged") else {}),
     }
 
 
@@ -54,6 +55,9 @@ def status_text(inventory: dict[str, Any]) -> str:
         lines += ["", f"note: {info['mode_note']}"]
     for note in info.get("limitations", []):
         lines += ["", f"note: {note}"]
+    damaged = inventory.get("damaged")
+    if damaged:
+        lines += ["", f"DAMAGED: {damaged['message']}"]
     missing = info.get("missing_tools") or {}
     if missing:
         lines += ["", "missing: " + ", ".join(f"{t} (package {p})" for t, p in missing.items())]

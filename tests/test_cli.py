@@ -2,16 +2,19 @@
 # gets one line and exit 1, a command's own exit status comes back unchanged.
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labproject import ROOT, Project
+from labproject import ROOT, Project, wait_until
 
 from labkit import topology
 
@@ -186,3 +189,108 @@ def test_the_calico_lab_says_its_cni_too(lab_up: str) -> None:
     assert status.stdout.splitlines()[0].startswith(
         "lab: calico  backend: netns  cluster: calico-ipip  cni: calico v3.23.5  "
         "encapsulation: ")
+
+
+# -- a lab that breaks under `labkit up` ---------------------------------------------------
+
+
+@pytest.fixture
+def own_lab(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """A detached lab of this test's own (it will break it), in a runtime folder of its own."""
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR=str(runtime))
+    name = f"hurt-{uuid.uuid4().hex[:8]}"
+    started = run_labkit(env, "up", "--name", name)
+    if started.returncode != 0:
+        pytest.skip(f"no netns lab here: {started.stderr.strip()}")
+    state = runtime / "labkit"
+    agent = json.loads((state / f"{name}.json").read_text())["pid"]
+    try:
+        yield name, env, state
+    finally:
+        run_labkit(env, "down", "--name", name)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(agent, signal.SIGKILL)  # whatever the test did to it
+
+
+def run_labkit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "labkit.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def lab_processes(state: Path, name: str) -> tuple[int, int, list[int]]:
+    """The agent's pid, its lab's PID 1 (which serves requests) and that one's holders."""
+    agent = json.loads((state / f"{name}.json").read_text())["pid"]
+    [init] = children(agent)
+    return agent, init, children(init)
+
+
+def test_sh_to_a_target_whose_holder_died_names_it_and_status_shows_the_damage(
+        own_lab: tuple[str, dict[str, str], Path]) -> None:
+    name, env, state = own_lab
+    spec = topology.load()
+    targets = [n.name for n in spec.nodes] + [p.name for p in spec.pods]
+    _, _, holders = lab_processes(state, name)
+    assert len(holders) >= len(targets)
+    os.kill(holders[-1], signal.SIGKILL)
+    status = run_labkit(env, "status", "--name", name)
+    assert status.returncode == 1, status.stdout
+    [damage] = [line for line in status.stdout.splitlines() if line.startswith("DAMAGED: ")]
+    gone = [t for t in targets if f" {t} is gone " in damage]
+    assert len(gone) == 1, damage
+    assert "the lab is damaged" in damage
+    done = run_labkit(env, "sh", "--name", name, gone[0], "--", "true")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"labkit: the lab is damaged: {'pod' if gone[0] in spec_pods(spec) else 'node'} "
+        f"{gone[0]} is gone (the process holding its namespaces died); `labkit down` and "
+        "`labkit up` start a new lab"]
+    other = next(t for t in targets if t != gone[0])
+    assert run_labkit(env, "sh", "--name", name, other, "--", "true").returncode == 0
+    status_json = json.loads(run_labkit(env, "status", "--json", "--name", name).stdout)
+    assert status_json["damaged"]["targets"] == gone
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def spec_pods(spec: topology.Topology) -> set[str]:
+    return {p.name for p in spec.pods}
+
+
+def test_a_silent_agent_times_out_and_down_ends_it(
+        own_lab: tuple[str, dict[str, str], Path]) -> None:
+    name, env, state = own_lab
+    agent, init, holders = lab_processes(state, name)
+    os.kill(init, signal.SIGSTOP)  # it still holds the socket, but never answers
+    started = time.monotonic()
+    done = run_labkit(env, "sh", "--name", name, "--timeout", "1", "calico-ipip-worker2",
+                      "--", "true")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "labkit: the lab's agent did not answer within 31s: it is stopped (SIGSTOP?) or stuck "
+        "(`labkit down` ends it)"]
+    assert time.monotonic() - started < 31 + 30  # it gave up, it did not hang
+    down = run_labkit(env, "down", "--name", name)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout == (f"lab {name!r} is down (its agent, pid {agent}, did not stop by "
+                           "itself and was killed)\n")
+    assert wait_until(lambda: not any(alive(p) for p in (agent, init, *holders)), 10)
+    assert not list(state.iterdir())  # its socket, state file and log
+
+
+def test_down_removes_its_socket_state_and_log(own_lab: tuple[str, dict[str, str], Path]) -> None:
+    name, env, state = own_lab
+    assert {p.name for p in state.iterdir()} == {f"{name}.sock", f"{name}.json", f"{name}.log"}
+    done = run_labkit(env, "down", "--name", name)
+    assert (done.returncode, done.stdout) == (0, f"lab {name!r} is down\n")
+    assert not list(state.iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -196,6 +197,34 @@ def test_sigkill_of_the_build_mid_snippet_leaves_nothing_behind(built: Project) 
     # The kernel kills what was in the lab's PID namespace as its init exits: the command
     # may outlast the agent's entry in /proc by a moment, not by more than the same deadline.
     assert wait_until(lambda: not processes_running(sleep.encode()), GONE_WITHIN)
+
+
+def test_the_next_build_removes_what_a_killed_build_left_in_tmp(
+        built: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    # Not labkit's, or labkit's of a live process: never touched.
+    others = [tmp / "mkdocs_gen_files_abc123", tmp / "labkit-notes",
+              tmp / f"labkit-build-{os.getpid()}-abcdefgh"]
+    for folder in others:
+        folder.mkdir()
+        (folder / "keep.txt").write_text("mine\n")
+    sleep = f"sleep {9000 + os.getpid() % 1000}"
+    build = start_new_build(built, f"lab.node('{NODE}').sh('{sleep}')")
+    _wait_for(sleep.encode(), build)
+    kill_group(build, signal.SIGKILL)
+    build.wait()
+    assert wait_until(lambda: not built.processes(), GONE_WITHIN)
+    left = sorted(p.name for p in tmp.iterdir() if p not in others)
+    # The build's own folder (mkdocs-gen-files' inside it) and its chapter's lab folder.
+    assert [name.split("-")[1] for name in left] == ["build", "lab"], left
+    assert all(re.fullmatch(r"labkit-(build|lab)-\d+-\w{8}", name) for name in left)
+    built.write("01-a.md", chapter("NEW-SITE-MARKER", f"lab.node('{NODE}').sh('echo new')"))
+    again = built.build()
+    assert again.returncode == 0, again.messages
+    assert sorted(tmp.iterdir()) == sorted(others)
+    assert all((folder / "keep.txt").read_text() == "mine\n" for folder in others)
 
 
 def test_ctrl_c_mid_snippet_stops_cleanly(built: Project) -> None:

@@ -856,7 +856,13 @@ class Server:
         op = request.get("op")
         try:
             if op == "inventory":
-                reply({"inventory": self.lab.inventory()})
+                inventory = self.lab.inventory()
+                gone = [t for t in self.lab.targets.values()
+                        if t.kind != "host" and self._is_gone(t)]
+                if gone:  # only then: a healthy lab's inventory is what transcripts record
+                    inventory["damaged"] = {
+                        "targets": [t.name for t in gone], "message": self._damage_message(gone)}
+                reply({"inventory": inventory})
             elif op in ("run", "start"):
                 target = self._target(request.get("target"))
                 if target is None:
@@ -864,7 +870,7 @@ class Server:
                     fail("UnknownTarget", str(request.get("target")), known=known)
                     return
                 if self._is_gone(target):
-                    fail("LabError", self._gone_message(target))
+                    fail("LabDamaged", self._damage_message([target]))
                     return
                 background = op == "start"
                 job = self._launch(target, str(request["command"]),
@@ -912,6 +918,12 @@ class Server:
 
     def _target(self, name: object) -> Target | None:
         return self.lab.targets.get(str(name)) if isinstance(name, str) else None
+
+    @staticmethod
+    def _damage_message(gone: list[Target]) -> str:
+        names = ", ".join(f"{t.kind} {t.name}" for t in gone)
+        return (f"the lab is damaged: {names} is gone (the process holding its namespaces "
+                "died); `labkit down` and `labkit up` start a new lab")
 
 
 def become_lab_init(config: dict[str, Any], handshake: Any) -> int:

@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,8 +22,15 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .. import topology
-from ..errors import CommandTimeout, LabError, LabUnavailable, ToolMissing, UnknownTarget
+from .. import scratch, topology
+from ..errors import (
+    CommandTimeout,
+    LabDamaged,
+    LabError,
+    LabUnavailable,
+    ToolMissing,
+    UnknownTarget,
+)
 from ..result import Result
 from . import protocol
 
@@ -40,6 +48,10 @@ PACKAGES = {
 }
 REQUIRED = ("ip", "bridge", "catatonit")
 START_TIMEOUT = 60.0
+ANSWER_GRACE = 30.0
+"""How long the agent may take to answer, beyond the time the request itself may take."""
+STOP_GRACE = 5.0
+"""How long `labkit down` waits for an agent to end before it kills it by its pid."""
 SUBIDS = 65536
 
 
@@ -195,7 +207,7 @@ class NetnsBackend:
 
     def run(self, target: str, command: str, timeout: float) -> Result:
         reply = self._request({"op": "run", "target": target, "command": command,
-                               "timeout": timeout})
+                               "timeout": timeout}, wait=timeout)
         result = Result.from_dict(reply["result"])
         if result.timed_out:
             raise CommandTimeout(result, timeout)
@@ -203,7 +215,8 @@ class NetnsBackend:
 
     def start(self, target: str, command: str, ready: str | None, timeout: float) -> str:
         reply = self._request({"op": "start", "target": target, "command": command,
-                               "ready": ready, "ready_timeout": timeout, "timeout": None})
+                               "ready": ready, "ready_timeout": timeout, "timeout": None},
+                              wait=timeout)
         handle = str(reply["handle"])
         if not reply.get("ready", True):
             result = self.stop(handle, "KILL", 1.0)
@@ -215,7 +228,7 @@ class NetnsBackend:
 
     def stop(self, handle: str, signal: str, timeout: float) -> Result:
         reply = self._request({"op": "stop", "handle": handle, "signal": signal,
-                               "timeout": timeout})
+                               "timeout": timeout}, wait=timeout + STOP_GRACE)
         return Result.from_dict(reply["result"])
 
     def close(self) -> None:
@@ -238,9 +251,15 @@ class NetnsBackend:
         if self._cleanup is not None:
             shutil.rmtree(self._cleanup, ignore_errors=True)
 
-    def shutdown(self) -> None:
+    def current(self) -> dict[str, Any]:
+        """The inventory as the agent tells it now (with ``damaged`` if a holder died)."""
+        inventory = self._request({"op": "inventory"})["inventory"]
+        self._inventory = {k: v for k, v in inventory.items() if k != "damaged"}
+        return dict(inventory)
+
+    def shutdown(self, grace: float = ANSWER_GRACE) -> None:
         """Stop a lab this object merely attached to (``labkit down``)."""
-        self._request({"op": "shutdown"})
+        self._request({"op": "shutdown"}, grace=grace)
         self._sock.close()
         self._closed = True
 
@@ -256,12 +275,22 @@ class NetnsBackend:
             return  # the agent is gone: the next request reports it
         self._sock = sock
 
-    def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, message: dict[str, Any], wait: float = 0.0,
+                 grace: float = ANSWER_GRACE) -> dict[str, Any]:
+        """Send one request; its answer within ``wait`` (the command's own time) plus
+        ``grace``, or :class:`LabUnavailable` saying the agent is silent."""
+        limit = wait + grace
         with self._lock:
             message["id"] = next(self._ids)
+            self._sock.settimeout(limit)
             try:
                 self._sock.sendall(protocol.encode(message))
                 reply = protocol.recv(self._sock)
+            except TimeoutError as exc:
+                self._reconnect()  # its late answer must not be taken for the next one's
+                raise LabUnavailable(
+                    f"the lab's agent did not answer within {limit:g}s: it is stopped "
+                    "(SIGSTOP?) or stuck", hint="`labkit down` ends it") from exc
             except OSError as exc:
                 raise LabUnavailable(
                     "lost the connection to the lab's agent (it was stopped or killed)",
@@ -277,6 +306,8 @@ class NetnsBackend:
             error = reply.get("error", {})
             if error.get("type") == "UnknownTarget":
                 raise UnknownTarget(error["message"], error.get("known", []))
+            if error.get("type") == "LabDamaged":
+                raise LabDamaged(error["message"])
             raise LabError(error.get("message", "the lab's agent reported an error"))
         return reply
 
@@ -324,7 +355,8 @@ def start(manifests: Path | None = None, *, name: str = "default", detached: boo
             else:
                 raise LabError(f"a lab named {name!r} is already up; `labkit down` stops it")
     else:
-        cleanup = Path(tempfile.mkdtemp(prefix="labkit-"))
+        scratch.sweep()  # what labs of killed processes left behind
+        cleanup = scratch.folder("lab")
         sock_path = cleanup / "agent.sock"
         log = cleanup / "agent.log"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -403,6 +435,50 @@ def labs_up() -> dict[str, dict[str, Any]]:
         with contextlib.suppress(OSError, ValueError, KeyError):
             found[name] = json.loads(state.read_text())["inventory"]
     return found
+
+
+def down(name: str = "calico") -> str:
+    """Stop the lab ``labkit up`` started as ``name`` and remove its socket, state and log.
+
+    An agent that does not answer (stopped, stuck) is ended by its pid after
+    :data:`STOP_GRACE`; returns what happened, in a sentence.
+    """
+    home = runtime_dir()
+    files = [home / f"{name}.{suffix}" for suffix in ("sock", "json", "log")]
+    pid = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        pid = int(json.loads(files[1].read_text())["pid"])
+    if pid is None and not files[0].exists():
+        raise LabUnavailable("no lab is up", hint="start one with `labkit up`")
+    said = f"lab {name!r} is down"
+    with contextlib.suppress(LabError):  # dead already, or silent: its pid decides
+        _connect(files[0]).shutdown(grace=STOP_GRACE)
+    if pid is not None and not _ended(pid, STOP_GRACE):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # SIGKILL ends a stopped process too
+        _ended(pid, STOP_GRACE)
+        said += f" (its agent, pid {pid}, did not stop by itself and was killed)"
+    for path in files:
+        path.unlink(missing_ok=True)
+    return said
+
+
+def _ended(pid: int, within: float) -> bool:
+    """Whether ``pid`` (our own detached agent) is gone, waiting up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        except (PermissionError, IndexError):
+            return False  # not ours (its pid was reused): leave it be
+        if state == "Z":
+            return True  # dead, waiting for init to reap it
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def attach(name: str = "calico") -> NetnsBackend:
