@@ -15,11 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 import markupsafe
 
 from . import console
@@ -171,8 +173,21 @@ class ShownUndefined(jinja2.Undefined):
     __getitem__ = __getattr__
 
 
+class ProseSandbox(jinja2.sandbox.SandboxedEnvironment):
+    """Prose is text, not code: values, attributes and filters, but no Python internals
+    (``lipsum.__globals__``), and no module a snippet imported (``os.popen``)."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, types.ModuleType) or isinstance(value, types.ModuleType):
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
+
+    def is_safe_callable(self, obj: Any) -> bool:
+        return not isinstance(obj, type) and bool(super().is_safe_callable(obj))
+
+
 def _environment(path: str, sources: dict[str, str], lenient: bool = False) -> jinja2.Environment:
-    env = jinja2.Environment(
+    env = ProseSandbox(
         loader=jinja2.FunctionLoader(lambda name: (sources[name], name, lambda: True)),
         undefined=ShownUndefined if lenient else jinja2.StrictUndefined,
         keep_trailing_newline=True,

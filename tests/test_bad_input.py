@@ -423,3 +423,35 @@ def test_keep_going_past_a_snippet_that_ends_the_interpreter(project: Project) -
     assert page.has("div", **{"class": "admonition failure"})
     assert "it exited with status 0" in page.text
     assert any("next-chapter" in c for c in Html(project.page("02-b.md")).codes)
+
+
+# -- prose is text, not code ----------------------------------------------------------------
+
+def payloads(witness: Path) -> dict[str, str]:
+    """Ways prose could reach the build machine; each would create ``witness``."""
+    touch = f"touch {witness}"
+    return {
+        "lipsum's globals": f"{{{{ lipsum.__globals__['os'].popen('{touch}').read() }}}}",
+        "a value's class": "{{ lab.__class__.__init__.__globals__['os'].popen('"
+                           + touch + "').read() }}",
+        "a module a snippet imported": f"{{{{ os.popen('{touch}').read() }}}}",
+        "a string's format": "{{ '{0.__class__.__init__.__globals__}'.format(lab) }}",
+    }
+
+
+@pytest.mark.parametrize("case", list(payloads(Path("x"))))
+def test_prose_cannot_run_code_live_on_replay_or_on_a_prose_only_rebuild(
+        project: Project, tmp_path: Path, case: str) -> None:
+    witness = tmp_path / "witness"
+    good = "# A\n\n" + snippet(f"import os\nlab.node('{NODE}').sh('true')") + "\nok\n"
+    project.write("01-a.md", good)
+    assert project.build().returncode == 0  # records the transcript
+    evil = good.replace("\nok\n", "\n" + payloads(witness)[case] + "\n")
+    project.write("01-a.md", evil)
+    line = project.line_of("01-a.md", "{{")
+    for how in ([], ["--replay"]):  # a prose-only edit: the first is a rebuild from cache
+        build = project.build(*how)
+        shown = assert_one_error(build, f"docs_src/01-a.md:{line}", "in the text: ")
+        assert "SecurityError" in shown or "unsafe" in shown, shown
+        assert not witness.exists()
+        assert "running live" not in shown  # no lab: the prose is all that changed
