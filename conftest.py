@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from labkit import Lab, LabUnavailable, open_lab
-from labkit.sybil import NO_LAB, collector
+from labkit.sybil import NO_LAB, UNCOMPARED, collector
 
 pytest_collect_file = collector(Path(__file__).parent / "docs_src")
 # The browser checks need a built site and Chromium: `nox -s browser` runs them on purpose.
@@ -41,9 +41,24 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 SKIPPED_SNIPPETS: list[str] = []
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With --require-lab, a test skipped because no lab can run here fails instead: every
+    lab-dependent skip says so with the same words (``NO_LAB``), wherever it happens."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not (report.skipped and item.config.getoption("--require-lab")):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if NO_LAB in reason:
+        report.outcome = "failed"
+        report.longrepr = f"--require-lab: {reason.removeprefix('Skipped: ')}"
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and "::line:" in report.nodeid and "needs the kind lab" not in str(
-            report.longrepr):
+    reason = str(report.longrepr)
+    if report.skipped and "::line:" in report.nodeid and "needs the kind lab" not in reason \
+            and UNCOMPARED not in reason:
         SKIPPED_SNIPPETS.append(report.nodeid)
 
 

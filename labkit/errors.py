@@ -73,6 +73,11 @@ class ManifestError(LabError):
         super().__init__(f"{where}: `{key}`: {problem}" if key else f"{where}: {problem}")
 
 
+class LabBuildFailed(LabError):
+    """The machine can run a lab, but building this one failed: a bug in the replica or its
+    manifests, never a reason to skip (unlike :class:`LabUnavailable`)."""
+
+
 class LabDamaged(LabError):
     """A node or pod of the lab is gone (the process holding its namespaces died): the lab
     can no longer show what a cluster would, and must be started again."""

@@ -17,6 +17,9 @@ import pytest
 from labproject import ROOT, Project, wait_until
 
 from labkit import topology
+from labkit.errors import LabUnavailable
+from labkit.netns import launcher
+from labkit.sybil import NO_LAB
 
 
 def labkit(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -96,13 +99,21 @@ def test_no_lab_up_is_one_line_and_exit_1(args: list[str]) -> None:
     assert done.stderr.strip() == "labkit: no lab is up (start one with `labkit up`)"
 
 
+def no_lab_here() -> None:
+    """Skip (a failure with --require-lab) where this machine cannot run a netns lab."""
+    try:
+        launcher.preflight()
+    except LabUnavailable as exc:
+        pytest.skip(f"{NO_LAB}: {exc.one_line()}")
+
+
 @pytest.fixture(scope="module")
 def lab_up() -> Iterator[str]:
     """A detached lab under a name of its own, so no one else's `labkit up` is touched."""
     name = f"cli-{uuid.uuid4().hex[:8]}"
+    no_lab_here()
     started = labkit("up", "--name", name)
-    if started.returncode != 0:
-        pytest.skip(f"no netns lab here: {started.stderr.strip()}")
+    assert started.returncode == 0, started.stderr  # this machine can: failing is a bug
     try:
         yield name
     finally:
@@ -156,9 +167,9 @@ def test_a_site_that_cannot_be_put_there_is_one_line_and_exit_1(tmp_path: Path, 
 def flannel_up() -> Iterator[str]:
     """The Flannel lab, detached under a name of its own."""
     name = f"cli-fl-{uuid.uuid4().hex[:8]}"
+    no_lab_here()
     started = labkit("up", "flannel", "--name", name)
-    if started.returncode != 0:
-        pytest.skip(f"no netns lab here: {started.stderr.strip()}")
+    assert started.returncode == 0, started.stderr
     try:
         yield name
     finally:
@@ -201,9 +212,9 @@ def own_lab(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     runtime.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR=str(runtime))
     name = f"hurt-{uuid.uuid4().hex[:8]}"
+    no_lab_here()
     started = run_labkit(env, "up", "--name", name)
-    if started.returncode != 0:
-        pytest.skip(f"no netns lab here: {started.stderr.strip()}")
+    assert started.returncode == 0, started.stderr
     state = runtime / "labkit"
     agent = json.loads((state / f"{name}.json").read_text())["pid"]
     try:

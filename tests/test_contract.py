@@ -20,8 +20,9 @@ import pytest
 
 import labkit
 from labkit import calico
-from labkit.errors import CommandTimeout, LabError, UnknownTarget
+from labkit.errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
 from labkit.lab import Lab, Node, Pod
+from labkit.sybil import NO_LAB
 
 
 def _kind_unavailable() -> str | None:
@@ -65,7 +66,11 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
                     config.getoption("--lab", default="netns") == "kind":
                 pytest.fail(f"kind lab: {reason}", pytrace=False)
             pytest.skip(f"kind lab: {reason}")
-    with labkit.open_lab(backend, lab=name) as opened:
+    try:
+        opened = labkit.open_lab(backend, lab=name)  # a lab that fails to build: an error
+    except LabUnavailable as exc:
+        pytest.skip(f"{NO_LAB}: {exc.one_line()}")
+    with opened:
         yield opened
 
 

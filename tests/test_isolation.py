@@ -19,6 +19,7 @@ from labproject import host_network
 import labkit
 from labkit import calico, topology
 from labkit.errors import LabUnavailable
+from labkit.sybil import NO_LAB
 
 # Device kinds that carry packets only to other devices of the same namespace or, for a
 # veth, to its peer (checked to be in the lab). A device with no kind but loopback is real
@@ -88,11 +89,12 @@ def host_before() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def lab(host_before: dict[str, Any]) -> Iterator[labkit.Lab]:
     if shutil.which("nsenter") is None or shutil.which("unshare") is None:
-        pytest.skip("nsenter and unshare (util-linux) are needed to read the lab's namespaces")
+        pytest.skip(f"{NO_LAB}: nsenter and unshare (util-linux) are needed to read the "
+                    "lab's namespaces")
     try:
-        opened = labkit.open_lab()
+        opened = labkit.open_lab()  # a lab that fails to build is an error, not a skip
     except LabUnavailable as exc:
-        pytest.skip(f"no netns lab here: {exc.one_line()}")
+        pytest.skip(f"{NO_LAB}: {exc.one_line()}")
     with opened:
         yield opened
 

@@ -150,14 +150,19 @@ COMMAND_ENV = dict(ENV, LD_PRELOAD=STDBUF, _STDBUF_O="L") if os.path.exists(STDB
 
 
 class SetupError(Exception):
-    pass
+    """The lab could not be built as its manifests say."""
+
+
+class MachineLacks(SetupError):
+    """This machine lacks what the lab needs (a tool, a kernel module): not the lab's fault,
+    and not the replica's; the launcher reports it as the lab being unavailable here."""
 
 
 def which(tool: str) -> str:
     """The absolute path execve() needs, looked up on the lab's own PATH."""
     found = shutil.which(tool, path=ENV["PATH"])
     if found is None:
-        raise SetupError(f"`{tool}` is not installed")
+        raise MachineLacks(f"`{tool}` is not installed")
     return found
 
 
@@ -561,7 +566,7 @@ def choose_encapsulation(topo: Topology, manifests: str) -> tuple[str, str]:
                if wanted == "IPIPCrossSubnet" else
                "`ipipMode: Never` with `vxlanMode: Always` carries the same traffic in VXLAN, "
                "and `ipipMode: Never` with `vxlanMode: Never` routes it with BGP, unencapsulated")
-    raise SetupError(
+    raise MachineLacks(
         f"{manifests}/calico.yaml: the pool's `{setting}` needs the kernel's ipip module "
         f"(Calico's tunl0 device), and this kernel has none (`ip link add type ipip` fails); "
         f"{instead}; or let this lab fall back to VXLAN with `ipipFallback: VXLAN` in "
@@ -986,8 +991,10 @@ def main() -> int:
         except BaseException as exc:
             detail = "".join(traceback.format_exception_only(exc)).strip()
             sys.stderr.write(traceback.format_exc())
+            # A machine without what the lab needs skips; a lab that fails to build is a bug.
+            lacks = isinstance(exc, MachineLacks) or type(exc).__name__ == "PluginMissing"
             try:
-                handshake.write(f"error {detail}\n")
+                handshake.write(f"{'unavailable' if lacks else 'error'} {detail}\n")
                 handshake.flush()
             except OSError:
                 pass

@@ -25,6 +25,7 @@ from typing import IO, Any
 from .. import scratch, topology
 from ..errors import (
     CommandTimeout,
+    LabBuildFailed,
     LabDamaged,
     LabError,
     LabUnavailable,
@@ -386,8 +387,11 @@ def start(manifests: Path | None = None, *, name: str = "default", detached: boo
         process.stdin.write(f"mapped {mapping}\n".encode())
         process.stdin.flush()
         line = _handshake_line(process.stdout, process, deadline, log)
+        if line.startswith("unavailable ") or line.startswith("error cannot create the lab's"):
+            raise LabUnavailable(f"this machine cannot run the lab: {line.split(' ', 1)[1]}",
+                                 hint="build from transcripts with --replay")
         if not line.startswith("ready "):
-            raise LabUnavailable(f"the lab could not be built: {line.removeprefix('error ')}")
+            raise LabBuildFailed(f"the lab could not be built: {line.removeprefix('error ')}")
         inventory = json.loads(line[6:])
     except BaseException:
         process.kill()
