@@ -10,6 +10,7 @@ lab's own addresses.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -120,7 +121,8 @@ def test_nodes_and_pods_are_described_as_a_reader_sees_them(lab: Lab) -> None:
         ipaddress.ip_address(node.ip)
     for pod in lab.pods:
         assert pod.prompt == f"root@{pod.name}:/#" and pod.hostname == pod.name
-        assert pod.veth == calico.veth_name(pod.namespace, pod.name)
+        assert pod.veth == "cali" + hashlib.sha1(f"{pod.namespace}.{pod.name}".encode()
+                                                 ).hexdigest()[:11]
         assert ipaddress.ip_address(pod.ip) in ipaddress.ip_network(lab.node(pod.node).block)
 
 
@@ -207,10 +209,22 @@ def test_ttl_63_on_one_node_and_62_across_nodes(lab: Lab) -> None:
     assert "ttl=62" in source.sh(f"ping -c 1 -W 2 {remote.ip}").stdout
 
 
+# FIDELITY.md's example, and its sha1 written out: the name is "cali" + its first 11 digits.
+SHA1_DEFAULT_APP_1 = "553a67e357d19f73ea0fbaca781ffa97032ebb44"
+
+
+def test_calicos_veth_name_is_the_documented_hash() -> None:
+    assert hashlib.sha1(b"default.app-1").hexdigest() == SHA1_DEFAULT_APP_1
+    assert calico.veth_name("default", "app-1") == "cali553a67e357d"
+    assert "cali" + SHA1_DEFAULT_APP_1[:11] == "cali553a67e357d"
+
+
 @calico_only
 def test_the_cali_name_is_calicos_hash_of_namespace_and_pod(lab: Lab) -> None:
     for pod in lab.pods:
-        assert pod.veth == calico.veth_name(pod.namespace, pod.name)
+        # Computed here, as the CNI plugin does, not by the function that named the device.
+        digest = hashlib.sha1(f"{pod.namespace}.{pod.name}".encode()).hexdigest()
+        assert pod.veth == "cali" + digest[:11]
         link = lab.node(pod.node).sh(f"ip -o link show {pod.veth}").stdout
         assert link.split(":")[1].strip().split("@")[0] == pod.veth
 

@@ -179,3 +179,17 @@ def test_vxlan_port_masks_the_outer_source_port_and_nothing_else() -> None:
     for old, new in (("172.18.0.4.59118 > ", "172.18.0.2.59118 > "), ("vni 4096", "vni 4097"),
                      ("172.18.0.3.4789:", "172.18.0.3.4790:")):
         assert everything(capture.replace(old, new, 1)) != everything(capture)
+
+
+def test_podname_masks_kinds_generated_suffixes_and_nothing_else() -> None:
+    podname = normalizer(["podname"])
+    # Two runs of the seed's Deployment (ReplicaSet hash, then the pod's random suffix).
+    assert podname("app-5c7b8d4f6d-x2k9p") == podname("app-6d8d9d5c77-w7cqt") == \
+        "app-<hash>-<id>"
+    line = "default  app-5c7b8d4f6d-x2k9p  1/1  Running  10.244.244.65  calico-ipip-worker2"
+    assert podname(line) == ("default  app-<hash>-<id>  1/1  Running  10.244.244.65  "
+                             "calico-ipip-worker2")
+    # Node names, Calico's devices and a Deployment's own name are not pod names.
+    for kept in ("calico-ipip-worker2", "cali553a67e357d", "calico-kube-controllers",
+                 "app", "kube-system"):
+        assert podname(kept) == kept
