@@ -33,7 +33,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # another user's process with that pid: not ours to judge
-    return True
+    try:  # a zombie (its parent was killed too, and nobody reaped it) is dead
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def sweep(parent: Path | None = None) -> list[Path]:

@@ -252,15 +252,15 @@ def test_sh_to_a_target_whose_holder_died_names_it_and_status_shows_the_damage(
     status = run_labkit(env, "status", "--name", name)
     assert status.returncode == 1, status.stdout
     [damage] = [line for line in status.stdout.splitlines() if line.startswith("DAMAGED: ")]
-    gone = [t for t in targets if f" {t} is gone " in damage]
+    gone = [t for t in targets if f" {t} is gone: " in damage]
     assert len(gone) == 1, damage
     assert "the lab is damaged" in damage
     done = run_labkit(env, "sh", "--name", name, gone[0], "--", "true")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"labkit: the lab is damaged: {'pod' if gone[0] in spec_pods(spec) else 'node'} "
-        f"{gone[0]} is gone (the process holding its namespaces died); `labkit down` and "
-        "`labkit up` start a new lab"]
+        f"{gone[0]} is gone: its PID 1 exited, and every process in it with it; nothing can "
+        "run there any more; `labkit down` and `labkit up` start a new lab"]
     other = next(t for t in targets if t != gone[0])
     assert run_labkit(env, "sh", "--name", name, other, "--", "true").returncode == 0
     status_json = json.loads(run_labkit(env, "status", "--json", "--name", name).stdout)

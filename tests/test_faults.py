@@ -130,7 +130,7 @@ def test_a_chapter_that_wrecks_its_lab_does_not_reach_the_next(project: Project)
     # Every page built, and exit 1 naming the wrecked chapter's failures (make -k).
     assert build.returncode == 1, build.messages
     assert "Traceback" not in build.stderr
-    assert "but 3 snippet(s) failed (--keep-going" in build.messages
+    assert re.search(r"but \d+ snippet\(s\) failed \(--keep-going", build.messages)
 
     wrecked = Html(project.page("01-wreck.md"))
     failures = [code for code in wrecked.codes if code.startswith("docs_src/01-wreck.md:")]

@@ -924,11 +924,10 @@ class Server:
     def _target(self, name: object) -> Target | None:
         return self.lab.targets.get(str(name)) if isinstance(name, str) else None
 
-    @staticmethod
-    def _damage_message(gone: list[Target]) -> str:
-        names = ", ".join(f"{t.kind} {t.name}" for t in gone)
-        return (f"the lab is damaged: {names} is gone (the process holding its namespaces "
-                "died); `labkit down` and `labkit up` start a new lab")
+    def _damage_message(self, gone: list[Target]) -> str:
+        """What `labkit sh` and `labkit status` say of a lab with a node or pod gone."""
+        names = "; ".join(f"{t.kind} {self._gone_message(t)}" for t in gone)
+        return f"the lab is damaged: {names}; `labkit down` and `labkit up` start a new lab"
 
 
 def become_lab_init(config: dict[str, Any], handshake: Any) -> int:
