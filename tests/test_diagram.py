@@ -186,7 +186,11 @@ def test_markdown_is_one_html_block_then_tables(two_nodes: Diagram) -> None:
     assert "\n\n" not in block and block.count("<svg") == 1
     assert 'width="100%"' in block and "<title>" in block
     rendered = markdown.markdown(text, extensions=["tables", "md_in_html"])
-    assert rendered.count("<table>") == 2 and "<p><svg" not in rendered
+    # Three pods: two of them in one table and one in another (two a table, so it fits a
+    # phone), then the nodes' table.
+    assert rendered.count("<table>") == 3 and "<p><svg" not in rendered
+    heads = [line for line in tables.splitlines() if line.startswith("| Pod |")]
+    assert [head.count("|") for head in heads] == [4, 3]
     assert "`10.244.244.65/32`" in tables and "`cali901351b37ee`" in tables
 
 
