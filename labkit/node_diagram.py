@@ -239,8 +239,8 @@ class Diagram:
     # -- the page -------------------------------------------------------------------------
 
     def table(self) -> str:
-        """The pods and the nodes as Markdown tables, a column each: narrow enough for a
-        phone (a row per pod would need nine columns)."""
+        """The pods and the nodes as Markdown tables, a column each (two pods a table):
+        narrow enough for a phone (a row per pod would need nine columns)."""
         pods = [(node, pod) for node in self.nodes for pod in node.pods]
 
         def route(node: NodeNetwork, pod: PodNetwork) -> str | None:
@@ -261,9 +261,12 @@ class Diagram:
                               else None))
         if len(self.nodes) > 1:  # one node is named in the caption and the node table
             fields.insert(0, ("节点", lambda node, pod: node.name))
-        text = svg.table(["Pod", *(svg.cell(pod.name) for _, pod in pods)],
-                         [[name, *(svg.cell(get(node, pod)) for node, pod in pods)]
-                          for name, get in fields])
+        # Two pods a table: a third column of MACs and routes no longer fits a phone.
+        text = "\n\n".join(
+            svg.table(["Pod", *(svg.cell(pod.name) for _, pod in pair)],
+                      [[name, *(svg.cell(get(node, pod)) for node, pod in pair)]
+                       for name, get in fields])
+            for pair in (pods[i:i + 2] for i in range(0, len(pods), 2)))
         node_fields: list[tuple[str, Callable[[NodeNetwork], object]]] = [
             ("eth0 地址", lambda node: ", ".join(node.eth0.ipv4)),
             ("eth0 MAC", lambda node: node.eth0.mac),
@@ -498,8 +501,14 @@ def _draw_pod(layout: _Layout, node: NodeNetwork, pod: PodNetwork,
     layout.y += LINE * 0.8
     top, box = layout.y, d.mark()
     layout.y += LINE + 2
-    d.text(x + 8, layout.y, [("Pod ", "lk-muted"), (pod.name, "lk-title lk-mono"),
-                             ("（自己的网络命名空间）", "lk-muted")])
+    title = [("Pod ", "lk-muted"), (pod.name, "lk-title lk-mono")]
+    own = ("（自己的网络命名空间）", "lk-muted")
+    if sum(svg.text_width(t, mono="lk-mono" in c) for t, c in [*title, own]) <= width - 16:
+        d.text(x + 8, layout.y, [*title, own])
+    else:  # a long pod name (calico-kube-controllers-…): the aside goes on a line of its own
+        d.text(x + 8, layout.y, title)
+        layout.y += LINE
+        d.text(x + 8, layout.y, [own])
     layout.rows(x + 8, width - 16, [
         ("eth0", pod.ip, "lk-accent"),
         ("MAC", pod.eth0.mac, ""),
