@@ -78,7 +78,9 @@ class Provenance:
         if tools:  # the programs that printed the outputs, as the build machine has them
             parts.append("输出由 " + "、".join(f"{k} {v}" for k, v in tools.items()) + " 打印")
         for name, other in self.others.items():
-            parts.append(f"对照：{name} 实验室（{cni_text(other)}，"
+            rules = (f"按 {cni_text(other)} 的规则复刻" if other.get("backend") == "netns"
+                     else cni_text(other))
+            parts.append(f"对照：{name} 实验室（{rules}，"
                          f"{other.get('encapsulation', '?')} 模式）")
         parts.append(f"本次构建实时运行（{_utc(self.recorded)}）" if self.mode == "live"
                      else replay_mark(self.recorded))
@@ -397,7 +399,9 @@ def banner(provenance: Provenance) -> str:
         backend=info.get("backend"),
         cni=info.get("cni", "calico"),
         flannel=html.escape(str(info.get("flannel", ""))),
-        others=[html.escape(f"{name}（{cni_text(o)}）") for name, o in provenance.others.items()],
+        others=[html.escape(f"{name}（按 {cni_text(o)} 的规则复刻）" if o.get("backend") == "netns"
+                            else f"{name}（{cni_text(o)}）")
+                for name, o in provenance.others.items()],
         calico=html.escape(str(info.get("calico", ""))),
         encapsulation=info.get("encapsulation"),
         bird_labs=[html.escape(str(name)) for name, each in

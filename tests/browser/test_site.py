@@ -474,7 +474,9 @@ def test_search_finds_the_chapter(page: Page, site: str, query: str, pages: list
     results.first.wait_for()
     found = [urlsplit(href).path.strip("/") for href in results.evaluate_all(
         "items => items.map(li => li.querySelector('a').href)")]
-    assert found[:len(pages)] == pages, found
+    # The chapter that is about the term comes first; the others listed follow in that order
+    # (a later chapter that also discusses it, 六 for 169.254.1.1, may come in between).
+    assert found[0] == pages[0] and [p for p in found if p in pages] == pages, found
     links = results.first.locator("a.md-search-result__link")
     scores = [float(score) for score in links.evaluate_all(
         "links => links.map(a => a.querySelector('article').dataset.mdScore)")]
