@@ -135,7 +135,7 @@ def test_a_chapter_on_two_labs_is_recorded_with_both_and_replays_without_either(
     assert "Flannel 的 pod 经 `10.244.1.1` 出去。" in live.markdown
     assert "netns 复刻实验室 · flannel 实验室 · 按 Flannel v0.22.0 的规则复刻 · VXLAN 模式" \
         in live.markdown
-    assert "对照：calico 实验室（Calico v3.23.5" in live.markdown
+    assert "对照：calico 实验室（按 Calico v3.23.5 的规则复刻" in live.markdown
 
     transcript = Store(copy.transcripts).load("docs_src/09-x.md")
     assert transcript is not None
