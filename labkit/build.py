@@ -163,9 +163,9 @@ def _check_labs(chapter: snippets.Chapter, root: Path) -> None:
             raise SnippetError(chapter.path, 2, str(exc)) from exc
 
 
-def chapter_key(chapter: snippets.Chapter, lab: str, manifests: str, code: str) -> str:
+def chapter_key(inputs: dict[str, Any]) -> str:
     """The hash of :func:`key_inputs`: equal keys mean the outputs need not be printed again."""
-    return _digest(key_inputs(chapter, lab, manifests, code))
+    return _digest(inputs)
 
 
 def _digest(material: Any) -> str:
@@ -384,7 +384,7 @@ def _build_one(chapter: snippets.Chapter, options: Options, store: Store, runs: 
         markdown = render_chapter(chapter, [], {}, None)
         return Page(chapter.path, name, markdown, "static")
     inputs = key_inputs(chapter, options.lab, manifests, code)
-    key = _digest(inputs)
+    key = chapter_key(inputs)
     try:
         transcript = store.load(chapter.path)
         problem = "" if transcript else f"there is no transcript {store.path_for(chapter.path)}"

@@ -303,8 +303,6 @@ class PacketWalk:
     dst: str
     src_ip: str
     dst_ip: str
-    src_node: str
-    dst_node: str
     encapsulation: str | None
     """``VXLAN`` or ``IPIP`` across nodes; None on one node."""
     taps: tuple[Tap, ...]
@@ -340,7 +338,7 @@ class PacketWalk:
                      f.arp.ip, f.arp.mac, f.arp.sender_ip, f.time)
             for tap, frames in seen for f in frames if f.arp is not None
         )
-        return cls(src.name, dst.name, src.ip, dst.ip, src.node, dst.node, encapsulation,
+        return cls(src.name, dst.name, src.ip, dst.ip, encapsulation,
                    tuple(t for t, _ in captures), tuple(ordered), arp, ping, lost)
 
     # -- what a chapter asserts on ----------------------------------------------------------

@@ -50,7 +50,7 @@ def chapter(text: str = CHAPTER) -> snippets.Chapter:
 
 def key(text: str = CHAPTER, lab: str = "netns", manifests: str = "m" * 64,
         code: str = "c" * 64) -> str:
-    return chapter_key(chapter(text), lab, manifests, code)
+    return chapter_key(key_inputs(chapter(text), lab, manifests, code))
 
 
 # -- the key, one input at a time -----------------------------------------------------------

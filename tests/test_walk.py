@@ -281,8 +281,7 @@ def hostile_walk() -> PacketWalk:
     tap = Tap(HOSTILE, HOSTILE, "out", "icmp")
     ping = walk_from("walk-same-node.json", "calico-ipip-worker2",
                      "calico-ipip-worker2").ping
-    return PacketWalk(HOSTILE, "b", "10.0.0.1", "10.0.0.2", "n", "n", None, (tap,), (hop,), (),
-                      ping)
+    return PacketWalk(HOSTILE, "b", "10.0.0.1", "10.0.0.2", None, (tap,), (hop,), (), ping)
 
 
 def test_a_hostile_value_is_shown_not_run() -> None:

@@ -750,10 +750,6 @@ class Status:
     nodes: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
 
-    @property
-    def healthy(self) -> bool:
-        return self.up and not self.problems
-
     def __str__(self) -> str:
         if not self.up:
             return f"kind cluster {self.cluster}: not up (`labkit up --lab kind` creates it)"

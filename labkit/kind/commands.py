@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from ..errors import LabError, LabUnavailable
 from ..result import Result, decode
 
-STDOUT, STDERR, ERROR, RESIZE, CLOSE_CHANNEL = 1, 2, 3, 4, 255
+STDOUT, STDERR, ERROR = 1, 2, 3
 # websocket opcodes (RFC 6455)
 OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE = 0x1, 0x2, 0x8
 # Programs block-buffer stdout into a pipe; coreutils' stdbuf preload line-buffers it, as on a
@@ -128,7 +128,7 @@ class ExecFrames:
             self.status += payload
         elif channel in (STDOUT, STDERR) and payload:
             return channel, payload
-        # Empty first messages announce a channel; v5's CLOSE_CHANNEL says a stream ended.
+        # Empty first messages announce a channel; v5's close-channel (255) says a stream ended.
         return None
 
     def exit_code(self) -> int:
@@ -235,17 +235,6 @@ def frames_to_json(protocol: str, frames: list[tuple[float, int, bytes]]) -> lis
             row["base64"] = base64.b64encode(data).decode()
         rows.append(row)
     return rows
-
-
-def frames_from_json(rows: list[dict[str, Any]]) -> list[tuple[int, bytes]]:
-    """The messages of a recording, as :meth:`FrameSource.recv` would return them."""
-    frames = []
-    for row in rows:
-        payload = (row["text"].encode("utf-8") if "text" in row
-                   else base64.b64decode(row.get("base64", "")))
-        data = bytes([row["channel"]]) + payload if "channel" in row else payload
-        frames.append((int(row["opcode"]), data))
-    return frames
 
 
 def pump_frames(job: Job, source: FrameSource, record: Path | None = None) -> None:
