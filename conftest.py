@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from labkit import Lab, LabUnavailable, open_lab
+from labkit.site import QUIET_BANNERS
 from labkit.sybil import NO_LAB, UNCOMPARED, collector
+
+# Whatever a test starts (mkdocs in-process or a `labkit` process) keeps the MkDocs 1.x
+# end-of-life banners out of its output, as `labkit build` does.
+os.environ.update(QUIET_BANNERS)
 
 pytest_collect_file = collector(Path(__file__).parent / "docs_src")
 # The browser checks need a built site and Chromium: `nox -s browser` runs them on purpose.

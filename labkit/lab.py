@@ -14,15 +14,11 @@ from typing import Any
 from .backend import Backend
 from .errors import CommandFailed, CommandTimeout, LabError, ToolMissing, UnknownTarget
 from .result import Result
+from .tools import PACKAGES
 
 DEFAULT_TIMEOUT = 30.0
-# What a shell prints when a command is not installed, and where to get each tool.
+# What a shell prints when a command is not installed.
 NOT_FOUND = re.compile(r"(?:^|: )(\S+): (?:command )?not found")
-PACKAGES = {
-    "ip": "iproute2", "bridge": "iproute2", "ping": "iputils-ping", "arping": "iputils-arping",
-    "tcpdump": "tcpdump", "sysctl": "procps", "ps": "procps", "ifconfig": "net-tools",
-    "route": "net-tools", "arp": "net-tools", "netstat": "net-tools", "curl": "curl",
-}
 
 Observer = Callable[[str, Any], None]
 """Called with ``("run", Result)``, ``("start", Background)``, ``("stop", Background)``,

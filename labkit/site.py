@@ -26,6 +26,7 @@ from pathlib import Path
 from . import scratch
 from .build import failures_file
 from .errors import LabError, RefusedFolder
+from .leftovers import left_by_dead_process
 
 QUIET_BANNERS = {
     # Material and the MkDocs 1.x continuations print end-of-life banners on every build.
@@ -121,11 +122,11 @@ def _clean_stale(state: Path) -> None:
     """Remove private build folders of builds that were killed (their pid is gone)."""
     for folder in state.glob("site-*"):
         pid = folder.name.removeprefix("site-")
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if left_by_dead_process(pid):
             shutil.rmtree(folder, ignore_errors=True)
     for report in state.glob("failures-*.txt"):
         pid = report.name.removeprefix("failures-").removesuffix(".txt")
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if left_by_dead_process(pid):
             report.unlink(missing_ok=True)
 
 

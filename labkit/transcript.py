@@ -35,6 +35,7 @@ import yaml
 
 from .backend import Inventory
 from .errors import TranscriptError
+from .leftovers import left_by_dead_process
 from .result import Result
 
 FORMAT = 2
@@ -338,7 +339,7 @@ class Store:
         for leftover in (p for folder in folders for p in folder.glob(".*.tmp")):
             parts = leftover.name.split(".")
             pid = parts[-3] if len(parts) >= 4 else ""
-            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            if left_by_dead_process(pid):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
                     removed.append(leftover)

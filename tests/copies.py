@@ -5,7 +5,6 @@ the repository's ``docs_src/transcripts/``."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labproject import skeleton
 
 import labkit.build
 import labkit.lab
@@ -65,23 +65,13 @@ class Copy:
     def cli(self, *args: str, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``python -m labkit.cli ARGS`` in the copy, as an author would run it."""
-        environ = {**os.environ, "PYTHONPATH": str(ROOT), "NO_MKDOCS_2_WARNING": "1",
-                   "DISABLE_MKDOCS_2_WARNING": "true", **(env or {})}
+        environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         return subprocess.run([sys.executable, "-m", "labkit.cli", *args], cwd=self.root,
                               env=environ, capture_output=True, text=True, timeout=timeout)
 
 
 def make_copy(where: Path, chapters: tuple[str, ...] = CHAPTERS) -> Copy:
-    where.mkdir(parents=True, exist_ok=True)
-    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-    # The real nav lists every chapter and `watch` names labkit/ beside mkdocs.yml: without
-    # them mkdocs --strict accepts a copy with fewer chapters.
-    config = re.sub(r"\nnav:\n(?:[ \t-].*\n?)*", "\n", config)
-    config = re.sub(r"\nwatch:\n(?:[ \t]+-.*\n)*", "\n", config)
-    (where / "mkdocs.yml").write_text(config, encoding="utf-8")
-    shutil.copytree(ROOT / "docs", where / "docs", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "manifests", where / "manifests")
-    (where / "docs_src").mkdir()
+    skeleton(where)
     for name in ("index.md", *chapters):
         shutil.copy(ROOT / "docs_src" / name, where / "docs_src" / name)
     return Copy(where)

@@ -46,6 +46,20 @@ class Build:
         return "\n".join(line for line in self.stderr.splitlines() if not NOISE.search(line))
 
 
+def skeleton(where: Path) -> None:
+    """This project's mkdocs.yml, docs/ and manifests/ in ``where``, and an empty docs_src/."""
+    where.mkdir(parents=True, exist_ok=True)
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    # The real nav lists the real chapters, and `watch` names labkit/ beside mkdocs.yml;
+    # mkdocs --strict would refuse both here. Without a nav, mkdocs lists what exists.
+    config = re.sub(r"\nnav:\n(?:[ \t-].*\n?)*", "\n", config)
+    config = re.sub(r"\nwatch:\n(?:[ \t]+-.*\n)*", "\n", config)
+    (where / "mkdocs.yml").write_text(config, encoding="utf-8")
+    shutil.copytree(ROOT / "docs", where / "docs", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "manifests", where / "manifests")
+    (where / "docs_src").mkdir()
+
+
 class Project:
     """A temporary copy of the project whose chapters a test writes."""
 
@@ -55,17 +69,7 @@ class Project:
 
     @classmethod
     def create(cls, where: Path, chapters: dict[str, str] | None = None) -> Project:
-        where.mkdir(parents=True, exist_ok=True)
-        config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-        # The real nav lists the real chapters, and `watch` names labkit/ beside mkdocs.yml;
-        # mkdocs --strict would refuse both here. Without a nav, mkdocs lists what exists.
-        config = re.sub(r"\nnav:\n(?:[ \t-].*\n?)*", "\n", config)
-        config = re.sub(r"\nwatch:\n(?:[ \t]+-.*\n)*", "\n", config)
-        (where / "mkdocs.yml").write_text(config, encoding="utf-8")
-        shutil.copytree(ROOT / "docs", where / "docs",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(ROOT / "manifests", where / "manifests")
-        (where / "docs_src").mkdir()
+        skeleton(where)
         project = cls(where)
         for name, text in (chapters or {}).items():
             project.write(name, text)

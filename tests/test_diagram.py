@@ -11,6 +11,7 @@ from typing import Any
 
 import markdown
 import pytest
+from replaying import replay
 from svgtext import visible
 
 from labkit import Lab
@@ -24,7 +25,6 @@ from labkit.node_diagram import (
     read_proxy_arp,
     read_routes,
 )
-from labkit.recording import Replayer
 
 SAMPLES = Path(__file__).parent / "samples"
 NODES = ["calico-ipip-worker2", "calico-ipip-worker"]
@@ -42,12 +42,6 @@ def printed(data: dict[str, Any], target: str, command: str) -> str:
         if call["op"] == "run" and (call["target"], call["command"]) == (target, command):
             return str(call["result"]["stdout"])
     raise LookupError((target, command))
-
-
-def replay(data: dict[str, Any]) -> tuple[Lab, Replayer]:
-    replayer = Replayer(data["inventory"], "sample")
-    replayer.load(data["calls"], "sample")
-    return Lab(replayer), replayer
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from typing import Any
 
 import markdown
 import pytest
+from replaying import replay
 from svgtext import visible
 
 from labkit import CommandFailed, Lab, LabError
@@ -23,7 +24,6 @@ from labkit.packet_walk import (
     unprinted,
     walk,
 )
-from labkit.recording import Replayer
 
 SAMPLES = Path(__file__).parent / "samples"
 CALI_MAC = "ee:ee:ee:ee:ee:ee"
@@ -33,12 +33,6 @@ HOSTILE = '<img src=x onerror="alert(1)">|`*_[x](y)'
 def sample(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((SAMPLES / name).read_text())
     return data
-
-
-def replay(data: dict[str, Any]) -> tuple[Lab, Replayer]:
-    replayer = Replayer(data["inventory"], "sample")
-    replayer.load(data["calls"], "sample")
-    return Lab(replayer), replayer
 
 
 def captured(data: dict[str, Any], interface: str, where: str | None = None) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import LabUnavailable, ToolMissing
+from ..tools import PACKAGES
 
 Progress = Callable[[str], None]
 
@@ -24,8 +25,7 @@ KIND_HINT = ("install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#inst
              "`go install sigs.k8s.io/kind@latest`), or build with the netns lab (the default)")
 # The tools the seed's setup script gives every node (ping copied in, net-tools and tcpdump from
 # apt), plus procps for sysctl; checked by command, installed only where missing.
-NODE_TOOLS = {"ping": "iputils-ping", "tcpdump": "tcpdump", "ifconfig": "net-tools",
-              "sysctl": "procps"}
+NODE_TOOLS = {tool: PACKAGES[tool] for tool in ("ping", "tcpdump", "ifconfig", "sysctl")}
 # kindest/node:v1.23.4 is Ubuntu 21.10, whose packages have moved to old-releases (the seed's
 # sed does the same); only used when apt-get update fails against the image's own sources.
 OLD_RELEASES = (r"s#http://\([a-z]*\.\)\?\(archive\|security\)\.ubuntu\.com/ubuntu"

@@ -38,13 +38,12 @@ from typing import Any, Protocol
 
 from ..errors import LabError, LabUnavailable
 from ..result import Result, decode
+from ..tools import STDBUF
 
 STDOUT, STDERR, ERROR = 1, 2, 3
 # websocket opcodes (RFC 6455)
 OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE = 0x1, 0x2, 0x8
-# Programs block-buffer stdout into a pipe; coreutils' stdbuf preload line-buffers it, as on a
-# terminal (tcpdump prints each packet as it sees it), the way the netns lab runs commands.
-STDBUF = "/usr/libexec/coreutils/libstdbuf.so"
+# The stdbuf preload line-buffers stdout into a pipe, as the netns lab runs commands.
 WRAPPER = (
     'echo $$ > "$1" 2>/dev/null\n'
     f'if [ -e {STDBUF} ]; then export LD_PRELOAD={STDBUF} _STDBUF_O=L; fi\n'

@@ -34,6 +34,7 @@ from typing import Any
 
 from .. import calico
 from ..result import decode
+from ..tools import STDBUF
 from ..topology import Topology, load
 from . import bird, etc, linux, plan, protocol
 from .holder import Holder, HolderError, Holders
@@ -50,9 +51,6 @@ ENV = {
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic value (x86, arm64)
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 RECORD_MAX = 4 << 20
-# Programs buffer stdout fully when it is not a terminal; coreutils' stdbuf preload makes it
-# line-buffered, as on the terminal of the seed's screenshots (tcpdump prints each packet).
-STDBUF = "/usr/libexec/coreutils/libstdbuf.so"
 # After a command exits, how long to keep reading output that a child it left behind writes.
 DRAIN_GRACE = 0.2
 # How long BIRD gets to bring every session up and install every route (a few seconds here:

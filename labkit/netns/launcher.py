@@ -33,20 +33,12 @@ from ..errors import (
     UnknownTarget,
 )
 from ..result import Result
+from ..tools import PACKAGES
 from . import protocol
 
-# The tools a reader's commands use, and the Debian/Ubuntu package that has each.
-PACKAGES = {
-    "ip": "iproute2",
-    "bridge": "iproute2",
-    "ping": "iputils-ping",
-    "arping": "iputils-arping",
-    "tcpdump": "tcpdump",
-    "sysctl": "procps",
-    "newuidmap": "uidmap",
-    "birdc": "bird",
-    "catatonit": "catatonit",
-}
+# The tools a reader's commands use here (status lists the missing ones), and the ones
+# building the lab needs.
+READER_TOOLS = ("ip", "bridge", "ping", "arping", "tcpdump", "sysctl", "birdc")
 REQUIRED = ("ip", "bridge", "catatonit")
 START_TIMEOUT = 60.0
 ANSWER_GRACE = 30.0
@@ -91,10 +83,7 @@ def preflight() -> None:
 def missing_tools() -> dict[str, str]:
     """Reader-facing tools that are not installed: tool -> package."""
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    return {
-        tool: package for tool, package in PACKAGES.items()
-        if tool not in ("newuidmap", "catatonit") and not shutil.which(tool, path=path)
-    }
+    return {tool: PACKAGES[tool] for tool in READER_TOOLS if not shutil.which(tool, path=path)}
 
 
 # What prints the outputs: the build machine's own tools (a kind node image ships others).
