@@ -15,8 +15,6 @@ nox.options.reuse_existing_virtualenvs = False
 # to virtualenv (pip) where uv is not installed.
 nox.options.default_venv_backend = "uv|virtualenv"
 
-BANNERS = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
-
 
 def _wants_kind(session: nox.Session) -> bool:
     args = session.posargs
@@ -33,21 +31,21 @@ def _install(session: nox.Session, *extras: str) -> None:
 def build(session: nox.Session) -> None:
     """Start the lab, run every chapter's snippets, build site/ (mkdocs --strict)."""
     _install(session, "docs")
-    session.run("labkit", "build", *session.posargs, env=BANNERS)
+    session.run("labkit", "build", *session.posargs)
 
 
 @nox.session
 def serve(session: nox.Session) -> None:
     """Serve the site with live reload; unchanged chapters are not re-run."""
     _install(session, "docs")
-    session.run("labkit", "build", "--serve", *session.posargs, env=BANNERS)
+    session.run("labkit", "build", "--serve", *session.posargs)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests, the lab's tests, and every chapter snippet as a test (sybil)."""
     _install(session, "docs", "test")
-    session.run("pytest", *session.posargs, env=BANNERS)
+    session.run("pytest", *session.posargs)
 
 
 @nox.session
@@ -70,7 +68,7 @@ def check(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Print lab and build timings measured side by side in one run."""
     _install(session, "docs")
-    session.run("python", "-m", "labkit.bench", *session.posargs, env=BANNERS)
+    session.run("python", "-m", "labkit.bench", *session.posargs)
 
 
 @nox.session
@@ -79,4 +77,4 @@ def browser(session: nox.Session) -> None:
     _install(session, "docs", "test")
     session.install("playwright")
     session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs,
-                env={**BANNERS, "LABKIT_BROWSER": "1"})
+                env={"LABKIT_BROWSER": "1"})

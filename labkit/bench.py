@@ -43,8 +43,8 @@ import yaml
 from . import topology
 from .build import ROOT
 from .lab import Lab, open_lab
+from .site import QUIET_BANNERS
 
-QUIET = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
 NODE = "calico-ipip-worker2"
 COMMAND = "ip route"
 # What a prose-only edit adds: a sentence, outside every snippet, in the longest chapter.
@@ -328,7 +328,7 @@ def rendered_pages(root: Path) -> dict[str, str]:
 def _mkdocs(root: Path, config: Path, site: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
                            "-f", str(config), "-d", str(site)], cwd=root,
-                          capture_output=True, text=True, env=dict(os.environ, **QUIET))
+                          capture_output=True, text=True, env=dict(os.environ, **QUIET_BANNERS))
     if done.returncode != 0:
         raise RuntimeError(f"plain mkdocs build failed:\n{done.stderr[-3000:]}")
 
@@ -338,7 +338,7 @@ def labkit_build(root: Path, *args: str) -> tuple[float, str]:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "labkit.cli", "build", *args], cwd=root,
                           capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(root), **QUIET))
+                          env=dict(os.environ, PYTHONPATH=str(root), **QUIET_BANNERS))
     elapsed = time.perf_counter() - started
     log = "\n".join(line for line in done.stderr.splitlines() if line.startswith("labkit"))
     if done.returncode != 0:
