@@ -31,7 +31,7 @@ from labkit.errors import (
     UnknownTarget,
 )
 from labkit.kind import backend, cluster, commands, download, inventory, readiness, settings
-from labkit.kind.commands import ExecError, Job
+from labkit.kind.commands import Exec, ExecError
 from labkit.topology import MANIFESTS
 
 SAMPLES = Path(__file__).parent / "samples" / "kind"
@@ -451,8 +451,8 @@ class Frames:
         self.aborted.set()
 
 
-def job(command: str = "true") -> Job:
-    return Job(id="1", target="app-1", prompt="root@app-1:/#", command=command,
+def job(command: str = "true") -> Exec:
+    return Exec(id="1", target="app-1", prompt="root@app-1:/#", command=command,
                pidfile="/tmp/labkit-test-1.pid")
 
 

@@ -42,7 +42,7 @@ import yaml
 from ..errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
 from ..result import Result
 from . import cluster, commands, download, inventory, readiness
-from .commands import FrameSource, Job
+from .commands import Exec, FrameSource
 from .settings import (
     CALICO_GROUP,
     FLANNEL_DAEMONSET,
@@ -237,7 +237,7 @@ class KindBackend:
     record: Path | None = None
     """A directory to write every pod exec's websocket messages to (see tests/samples/kind)."""
     name: str = "kind"
-    _jobs: dict[str, Job] = field(default_factory=dict)
+    _jobs: dict[str, Exec] = field(default_factory=dict)
     _session: str = field(default_factory=lambda: secrets.token_hex(4))
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _used: set[str] = field(default_factory=set)
@@ -318,7 +318,7 @@ class KindBackend:
             raise UnknownTarget(name, list(self._where))
         return where
 
-    def _open(self, where: Where, job: Job, argv: list[str]) -> None:
+    def _open(self, where: Where, job: Exec, argv: list[str]) -> None:
         if where.pod:
             if self.pod_exec is None:
                 raise LabUnavailable("this kind lab has no API connection to exec in pods")
@@ -329,19 +329,19 @@ class KindBackend:
         else:
             commands.start_process(job, cluster.docker_exec_argv(where.container, argv))
 
-    def _record_path(self, job: Job) -> Path | None:
+    def _record_path(self, job: Exec) -> Path | None:
         if self.record is None:
             return None
         self.record.mkdir(parents=True, exist_ok=True)
         return self.record / f"{self._session}-{job.id}.json"
 
-    def _launch(self, target: str, command: str) -> Job:
+    def _launch(self, target: str, command: str) -> Exec:
         where = self._target(target)
         with self._lock:
             number = next(self._ids)
             self._used.add(target)
         pidfile = f"/tmp/labkit-{self._session}-{number}.pid"
-        job = Job(id=str(number), target=target, prompt=where.prompt, command=command,
+        job = Exec(id=str(number), target=target, prompt=where.prompt, command=command,
                   pidfile=pidfile)
         self._open(where, job, commands.command_argv(pidfile, command))
         return job
@@ -349,7 +349,7 @@ class KindBackend:
     def _helper(self, target: str, argv: list[str]) -> int | None:
         """Run a short command of labkit's own (not a reader's) and return its exit status."""
         where = self._target(target)
-        job = Job(id="helper", target=target, prompt=where.prompt, command=argv[-1], pidfile="")
+        job = Exec(id="helper", target=target, prompt=where.prompt, command=argv[-1], pidfile="")
         self._open(where, job, argv)
         if not job.wait(HELPER_TIMEOUT):
             job.abort()
@@ -359,7 +359,7 @@ class KindBackend:
             raise job.error
         return job.rc
 
-    def _signal(self, job: Job, name: str) -> None:
+    def _signal(self, job: Exec, name: str) -> None:
         """Send SIG``name`` to the job's process group through a second exec."""
         deadline = time.monotonic() + 3.0
         while True:
@@ -369,7 +369,7 @@ class KindBackend:
                 return
             time.sleep(0.05)
 
-    def _end(self, job: Job, name: str, wait: float) -> None:
+    def _end(self, job: Exec, name: str, wait: float) -> None:
         """Signal the job and wait for its stream to end; drop the stream if it does not."""
         if not job.done:
             with contextlib.suppress(LabError):
@@ -742,7 +742,7 @@ def _backend(api: Api, settings: Settings, notes: dict[str, Any],
 
 
 @dataclass(frozen=True)
-class Status:
+class ClusterStatus:
     """What ``labkit status --lab kind`` prints."""
 
     cluster: str
@@ -757,17 +757,18 @@ class Status:
         return f"kind cluster {self.cluster} ({', '.join(self.nodes)}): {state}"
 
 
-def status(manifests: Path | None = None) -> Status:
+def status(manifests: Path | None = None) -> ClusterStatus:
     """Whether the lab's kind cluster exists and is ready; never changes anything."""
     settings = load(manifests)
     cluster.preflight()
     name = settings.cluster
     if name not in cluster.clusters():
-        return Status(name, up=False)
+        return ClusterStatus(name, up=False)
     nodes = tuple(cluster.nodes(name))
     api = Api(cluster.kubeconfig(name))
     try:
-        return Status(name, up=True, nodes=nodes, problems=tuple(problems_now(api, settings)))
+        return ClusterStatus(name, up=True, nodes=nodes,
+                             problems=tuple(problems_now(api, settings)))
     finally:
         api.close()
 

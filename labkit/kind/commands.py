@@ -148,8 +148,9 @@ class FrameSource(Protocol):
 
 
 @dataclass
-class Job:
-    """A command started in a node or pod: its output as it arrives, and how it ended."""
+class Exec:
+    """One command started in a node or pod (a ``docker exec`` or an exec stream): its output
+    as it arrives, and how it ended."""
 
     id: str
     target: str
@@ -236,7 +237,7 @@ def frames_to_json(protocol: str, frames: list[tuple[float, int, bytes]]) -> lis
     return rows
 
 
-def pump_frames(job: Job, source: FrameSource, record: Path | None = None) -> None:
+def pump_frames(job: Exec, source: FrameSource, record: Path | None = None) -> None:
     """Read an exec websocket to its end into ``job`` (run in a thread of its own)."""
     frames = ExecFrames()
     log: list[tuple[float, int, bytes]] = []
@@ -269,14 +270,14 @@ def pump_frames(job: Job, source: FrameSource, record: Path | None = None) -> No
         job.finish(error=error)
 
 
-def start_frames(job: Job, source: FrameSource, record: Path | None = None) -> None:
+def start_frames(job: Exec, source: FrameSource, record: Path | None = None) -> None:
     """Pump ``source`` into ``job`` in the background."""
     job.abort = source.abort
     threading.Thread(target=pump_frames, args=(job, source, record), daemon=True,
                      name=f"labkit-kind-{job.id}").start()
 
 
-def pump_process(job: Job, process: subprocess.Popen[bytes]) -> None:
+def pump_process(job: Exec, process: subprocess.Popen[bytes]) -> None:
     """Read a ``docker exec`` to its end into ``job`` (run in a thread of its own)."""
     assert process.stdout is not None and process.stderr is not None
     streams = {process.stdout.fileno(): STDOUT, process.stderr.fileno(): STDERR}
@@ -305,7 +306,7 @@ def pump_process(job: Job, process: subprocess.Popen[bytes]) -> None:
         job.finish(rc=rc)
 
 
-def start_process(job: Job, argv: list[str]) -> None:
+def start_process(job: Exec, argv: list[str]) -> None:
     """Start ``argv`` (a ``docker exec``) and pump it into ``job`` in the background."""
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
