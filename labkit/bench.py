@@ -78,7 +78,7 @@ def lab_up_down(rounds: int) -> tuple[list[float], list[float]]:
 
 def holder_pid(lab: Lab, name: str) -> int:
     """The host pid of the process that holds ``name``'s namespaces (a netns lab's)."""
-    process = getattr(lab._backend, "_process", None)
+    process = getattr(lab.backend, "_process", None)
     if process is None:
         raise RuntimeError("only a netns lab this process started has holders to find")
     pending: list[int] = [int(process.pid)]

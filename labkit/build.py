@@ -34,7 +34,7 @@ from typing import Any
 from . import __version__, labs, snippets, topology
 from .chapter_process import SnippetEndedProcess, run_chapter
 from .errors import LabError, LabUnavailable, SnippetError, TranscriptError
-from .execute import ChapterRun, SnippetRun
+from .execute import ChapterRun, SnippetRun, skip_reason
 from .lab import Lab
 from .recording import Recorder, Replayer
 from .render import Provenance, after_title, fence, render_chapter
@@ -221,21 +221,21 @@ def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
              ) -> tuple[ChapterRun, list[SnippetRecord]]:
     """Run every snippet against a live lab (and ``others``), recording each one's calls."""
     others = others or {}
-    run = ChapterRun(lab, others={name: each for name, (each, _) in others.items()},
+    chapter_run = ChapterRun(lab, others={name: each for name, (each, _) in others.items()},
                      on_start=on_start)
     records: list[SnippetRecord] = []
     for snippet in chapter.snippets:
         recorder.calls = []
         for _, other in others.values():
             other.calls = recorder.calls  # one list: the calls in the order they were made
-        skip = _skip_reason(snippet, lab.backend)
-        result = run.run(snippet, skip=skip)
+        skip = skip_reason(snippet, lab.kind)
+        snippet_run = chapter_run.run(snippet, skip=skip)
         records.append(SnippetRecord(snippet.line, snippet.code, recorder.calls,
-                                     str(result.error) if result.error else None,
-                                     result.started))
-        if result.error and not keep_going:
-            raise result.error
-    return run, records
+                                     str(snippet_run.error) if snippet_run.error else None,
+                                     snippet_run.started))
+        if snippet_run.error and not keep_going:
+            raise snippet_run.error
+    return chapter_run, records
 
 
 def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bool,
@@ -254,9 +254,9 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bo
         )
     replayer = Replayer(transcript.inventory, chapter.path)
     lab = Lab(replayer)
-    others = {name: Lab(Replayer(inventory, chapter.path, lab=name, queue=replayer._queue))
+    others = {name: Lab(replayer.beside(inventory, name))
               for name, inventory in transcript.labs.items()}
-    run = ChapterRun(lab, others=others, on_start=on_start)
+    chapter_run = ChapterRun(lab, others=others, on_start=on_start)
     for snippet, record in zip(chapter.snippets, transcript.snippets, strict=True):
         if record.code != snippet.code:
             raise TranscriptError(
@@ -264,26 +264,19 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bo
                 "rebuild with a lab"
             )
         replayer.load(record.calls, snippet.where)
-        result = run.run(snippet, skip=_skip_reason(snippet, lab.backend))
+        snippet_run = chapter_run.run(snippet, skip=skip_reason(snippet, lab.kind))
         # The page says when the output was printed, not when it was replayed.
-        result.started = record.started or transcript.recorded
-        if isinstance(result.error, TranscriptError):
-            raise result.error
-        if result.error is None and replayer.leftover():
+        snippet_run.started = record.started or transcript.recorded
+        if isinstance(snippet_run.error, TranscriptError):
+            raise snippet_run.error
+        if snippet_run.error is None and replayer.leftover():
             raise TranscriptError(
                 f"{snippet.where}: the snippet now makes fewer calls than {transcript.path} "
                 "recorded; rebuild with a lab"
             )
-        if result.error and not keep_going:
-            raise result.error
-    return run
-
-
-def _skip_reason(snippet: snippets.Snippet, backend: str) -> str | None:
-    """Why a snippet cannot run on this lab (it needs kubectl, say), or None if it can."""
-    if snippet.only_on is None or snippet.only_on == backend:
-        return None
-    return f"needs the {snippet.only_on} lab; this build runs on {backend}"
+        if snippet_run.error and not keep_going:
+            raise snippet_run.error
+    return chapter_run
 
 
 @contextlib.contextmanager
@@ -307,7 +300,7 @@ def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[s
             else:
                 base = _open(kind, manifests=labs.manifests(name, root))
                 owned.append(base)
-            recorder = Recorder(base._backend, lab=None if index == 0 else name)
+            recorder = Recorder(base.backend, lab=None if index == 0 else name)
             recorded.append((Lab(recorder), recorder))
         lab, recorder = recorded[0]
         yield lab, recorder, dict(zip(names[1:], recorded[1:], strict=True))
@@ -437,7 +430,7 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
     try:
         with recording_labs(options.lab, options.manifests, chapter.labs,
                             opened) as (lab, recorder, others):
-            run, records = run_live(chapter, lab, recorder, options.keep_going, others,
+            chapter_run, records = run_live(chapter, lab, recorder, options.keep_going, others,
                                     options.on_snippet)
             inventory = recorder.inventory()
             other_inventories = {name: r.inventory() for name, (_, r) in others.items()}
@@ -449,10 +442,10 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
             f"{exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
             hint=REPLAY_HINT,
         ) from exc
-    errors = [r.error for r in run.runs if r.error]
+    errors = [r.error for r in chapter_run.runs if r.error]
     provenance = Provenance(inventory["info"], "live", started,
                             {name: inv["info"] for name, inv in other_inventories.items()})
-    markdown = render_chapter(chapter, run.runs, run.namespace, provenance)
+    markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
     if errors:  # a failed chapter must not replace the last good recording
         for error in errors:
             options.log(f"labkit: error (shown on its page, --keep-going): {error}")
@@ -470,13 +463,13 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
 
 def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Options,
               how: str) -> Page:
-    run = run_replay(chapter, transcript, options.keep_going, options.on_snippet)
+    chapter_run = run_replay(chapter, transcript, options.keep_going, options.on_snippet)
     provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded,
                             {name: inv["info"] for name, inv in transcript.labs.items()})
-    markdown = render_chapter(chapter, run.runs, run.namespace, provenance)
+    markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
     options.log(f"labkit: {chapter.path}: {how} from {transcript.path}")
     return Page(chapter.path, Path(chapter.path).name, markdown, how,
-                [r.error for r in run.runs if r.error])
+                [r.error for r in chapter_run.runs if r.error])
 
 
 def _unreplayable(chapter: snippets.Chapter, options: Options, problem: TranscriptError) -> Page:

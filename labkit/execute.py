@@ -59,6 +59,13 @@ class SnippetRun:
         return [r for b in self.blocks for r in b.results()]
 
 
+def skip_reason(snippet: Snippet, lab: str) -> str | None:
+    """Why a snippet cannot run on this lab (it needs kubectl, say), or None if it can."""
+    if snippet.only_on is None or snippet.only_on == lab:
+        return None
+    return f"needs the {snippet.only_on} lab; this build runs on {lab}"
+
+
 class SnippetTimeout(BaseException):
     """Raised inside a snippet that ran past its timeout (BaseException: not swallowable)."""
 

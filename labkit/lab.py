@@ -32,6 +32,11 @@ class Target:
     prompt: str
     _lab: Lab
 
+    @property
+    def lab(self) -> Lab:
+        """The lab this node or pod is in."""
+        return self._lab
+
     def sh(self, command: str, *, timeout: float = DEFAULT_TIMEOUT, check: bool = True) -> Result:
         """Run a shell command here and return what it printed.
 
@@ -145,7 +150,12 @@ class Lab:
         self._observers: list[Observer] = []
 
     @property
-    def backend(self) -> str:
+    def backend(self) -> Backend:
+        """What runs the commands: the netns agent, the kind cluster, a recorder or a replay."""
+        return self._backend
+
+    @property
+    def kind(self) -> str:
         """``netns`` (the replica), ``kind`` (the real cluster) or ``replay`` (a transcript)."""
         return str(self.info["backend"])
 

@@ -497,7 +497,7 @@ def walk(src: Pod, dst: Pod, *, count: int = 1) -> PacketWalk:
         raise LabError(f"a walk needs two different pods, not {src.name} twice")
     if count < 1:
         raise ValueError(f"count must be at least 1, not {count}")
-    lab = src._lab
+    lab = src.lab
     taps = path(lab, src, dst)
     encapsulation = lab.encapsulation if src.node != dst.node and path_has_tunnel(lab, src) \
         else None

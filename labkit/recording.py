@@ -111,6 +111,11 @@ class Replayer:
         self.lab = lab
         self._queue = queue or Queue(where)
 
+    def beside(self, inventory: Inventory, lab: str) -> Replayer:
+        """A replayer for another lab of the same chapter (``lab``), answering from the same
+        recorded calls, in the order they were made."""
+        return Replayer(inventory, self.where, lab=lab, queue=self._queue)
+
     @property
     def where(self) -> str:
         return self._queue.where

@@ -21,10 +21,9 @@ import pytest
 from sybil import Document, Example, Region, Sybil
 
 from . import snippets
-from .build import _skip_reason
 from .drift import diff
 from .errors import LabUnavailable, TranscriptError
-from .execute import ChapterRun
+from .execute import ChapterRun, skip_reason
 from .lab import Lab, open_lab
 from .transcript import Store
 
@@ -73,7 +72,7 @@ def _lab_for(namespace: dict[str, Any], chapter: snippets.Chapter) -> Lab:
             chosen[name] = shared
             continue
         try:
-            chosen[name] = open_lab(shared.backend, lab=name)
+            chosen[name] = open_lab(shared.kind, lab=name)
         except LabUnavailable as exc:
             pytest.skip(f"{NO_LAB}: {exc.one_line()}")
         owned.append(chosen[name])
@@ -89,20 +88,20 @@ def evaluate(example: Example) -> None:
     chapter = _chapter(example.document)
     snippet: snippets.Snippet = example.parsed
     lab = _lab_for(namespace, chapter)
-    run: ChapterRun | None = namespace.get("__labkit_run__")
-    if run is None:
-        run = ChapterRun(lab, others=namespace["__labkit_others__"])
-        namespace["__labkit_run__"] = run
+    chapter_run: ChapterRun | None = namespace.get("__labkit_run__")
+    if chapter_run is None:
+        chapter_run = ChapterRun(lab, others=namespace["__labkit_others__"])
+        namespace["__labkit_run__"] = chapter_run
     index = chapter.snippets.index(snippet)
-    if len(run.runs) != index:
+    if len(chapter_run.runs) != index:
         pytest.skip(f"an earlier snippet of {chapter.path} did not run, so this one cannot")
-    skip = _skip_reason(snippet, lab.backend)
-    result = run.run(snippet, skip=skip)
-    if result.skipped:
+    skip = skip_reason(snippet, lab.kind)
+    snippet_run = chapter_run.run(snippet, skip=skip)
+    if snippet_run.skipped:
         pytest.skip(f"{snippet.where} needs the {snippet.only_on} lab")
-    if result.error is not None:
-        pytest.fail(str(result.error), pytrace=False)
-    _check_drift(namespace, chapter, snippet, index, result.results())
+    if snippet_run.error is not None:
+        pytest.fail(str(snippet_run.error), pytrace=False)
+    _check_drift(namespace, chapter, snippet, index, snippet_run.results())
 
 
 def _check_drift(namespace: dict[str, Any], chapter: snippets.Chapter, snippet: snippets.Snippet,

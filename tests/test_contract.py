@@ -97,7 +97,7 @@ def across_nodes(lab: Lab, pod: Pod) -> Pod:
 
 @calico_only
 def test_the_seeds_cluster(lab: Lab) -> None:
-    assert lab.backend in ("netns", "kind")
+    assert lab.kind in ("netns", "kind")
     assert lab.encapsulation in ("IPIP", "VXLAN")
     for key in ("cluster", "calico", "kernel"):
         assert lab.info[key], key
@@ -319,7 +319,7 @@ def test_unknown_targets_are_errors_that_list_the_known_ones(lab: Lab) -> None:
     with pytest.raises(UnknownTarget):
         lab.select(node="calico-ipip-worker3", app="app")
     with pytest.raises(UnknownTarget):
-        lab._backend.run("calico-ipip-worker3", "true", 5)
+        lab.backend.run("calico-ipip-worker3", "true", 5)
 
 
 # -- the Flannel cluster (FIDELITY.md, "A kind + Flannel (vxlan) cluster") --------------------
@@ -383,7 +383,7 @@ def test_the_flannel_pod_address_is_a_24_with_broadcast(lab: Lab) -> None:
         inet = [line.strip() for line in pod.sh("ip -4 addr show eth0").stdout.splitlines()
                 if line.strip().startswith("inet ")]
         assert inet == [f"inet {pod.ip}/24 brd {net.broadcast_address} scope global eth0"]
-    if lab.backend == "netns":  # the replica's placement: host-local hands out .2, .3, ...
+    if lab.kind == "netns":  # the replica's placement: host-local hands out .2, .3, ...
         assert [p.ip for p in lab.select(node="flannel-worker")] == [
             "10.244.1.2", "10.244.1.3", "10.244.1.4"]
 
@@ -400,7 +400,7 @@ def test_the_flannel_pod_has_three_routes(lab: Lab) -> None:
         if str(net) == "10.244.0.0/24":  # sorts before 10.244.0.0/16's entry
             expected = [expected[0], kernel, expected[1]]
         assert routes == expected
-    if lab.backend == "netns":
+    if lab.kind == "netns":
         first = lab.select(node="flannel-worker")[0]
         assert [line.strip() for line in first.sh("ip route").stdout.splitlines()] == [
             "default via 10.244.1.1 dev eth0", "10.244.0.0/16 via 10.244.1.1 dev eth0",
@@ -499,7 +499,7 @@ def test_the_bridge_learns_the_pods_macs(lab: Lab) -> None:
 
 @flannel_only
 def test_the_plugins_results_are_what_the_pod_shows(lab: Lab) -> None:
-    if lab.backend != "netns":
+    if lab.kind != "netns":
         pytest.skip("the replica runs the CNI plugins itself and keeps their results; on a "
                     "real cluster containerd does and keeps them to itself")
     for pod in lab.select(app="app"):
