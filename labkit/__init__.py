@@ -23,6 +23,7 @@ from .errors import (
 from .lab import Background, Lab, Node, Pod, Target, open_lab
 from .result import Result
 from .status import status
+from .version import __version__
 
 if TYPE_CHECKING:
     from .node_diagram import Diagram, diagram
@@ -42,8 +43,6 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Background",

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, labs, snippets, topology
+from . import labs, snippets, topology
 from .chapter_process import SnippetEndedProcess, run_chapter
 from .errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from .execute import ChapterRun, SnippetRun, skip_reason
@@ -39,6 +39,7 @@ from .lab import Lab
 from .recording import Recorder, Replayer
 from .render import Provenance, after_title, fence, render_chapter
 from .transcript import SnippetRecord, Store, Transcript
+from .version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("auto", "live", "replay")

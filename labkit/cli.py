@@ -27,9 +27,10 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from . import __version__, labs
+from . import labs
 from .errors import LabError, LabUnavailable, RefusedFolder
 from .status import status_document, status_text
+from .version import __version__
 
 LABS = ("netns", "kind")
 
