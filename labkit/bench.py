@@ -78,10 +78,10 @@ def lab_up_down(rounds: int) -> tuple[list[float], list[float]]:
 
 def holder_pid(lab: Lab, name: str) -> int:
     """The host pid of the process that holds ``name``'s namespaces (a netns lab's)."""
-    process = getattr(lab.backend, "_process", None)
-    if process is None:
+    agent = getattr(lab.backend, "agent_pid", None)
+    if agent is None:
         raise RuntimeError("only a netns lab this process started has holders to find")
-    pending: list[int] = [int(process.pid)]
+    pending: list[int] = [int(agent)]
     found: list[int] = []
     while pending:  # the agent -> the lab's PID 1 -> one holder per node and pod
         pid = pending.pop()

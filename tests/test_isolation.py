@@ -102,7 +102,7 @@ def lab(host_before: dict[str, Any]) -> Iterator[labkit.Lab]:
 @pytest.fixture(scope="module")
 def namespaces(lab: labkit.Lab) -> dict[str, dict[str, Any]]:
     """What `ip` shows in every network namespace of the running lab, read from the host."""
-    agent = lab.backend._process.pid  # type: ignore[attr-defined]
+    agent = lab.backend.agent_pid  # type: ignore[attr-defined]
     by_inode: dict[int, int] = {}
     for pid in lab_processes(agent):
         by_inode.setdefault(os.stat(f"/proc/{pid}/ns/net").st_ino, pid)

@@ -188,6 +188,11 @@ class NetnsBackend:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def agent_pid(self) -> int | None:
+        """The host pid of the lab's agent, if this object started it (None if it attached)."""
+        return self._process.pid if self._process is not None else None
+
     # -- the Backend protocol -------------------------------------------------------------
 
     def inventory(self) -> dict[str, Any]:
