@@ -42,6 +42,7 @@ import yaml
 from ..errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
 from ..result import Result
 from . import cluster, commands, download, inventory, readiness
+from .cluster import Progress
 from .commands import Exec, FrameSource
 from .settings import (
     CALICO_GROUP,
@@ -53,7 +54,6 @@ from .settings import (
     load,
 )
 
-Progress = Callable[[str], None]
 PodExec = Callable[[str, str, str, list[str]], FrameSource]
 """``pod_exec(namespace, pod, container, argv)`` opens an exec stream."""
 
