@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from labkit import Lab, LabUnavailable, open_lab
-from labkit.site import QUIET_BANNERS
-from labkit.sybil import NO_LAB, UNCOMPARED, collector
+from labkit.integrations.site import QUIET_BANNERS
+from labkit.integrations.sybil import NO_LAB, UNCOMPARED, collector
 
 # Whatever a test starts (mkdocs in-process or a `labkit` process) keeps the MkDocs 1.x
 # end-of-life banners out of its output, as `labkit build` does.

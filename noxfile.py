@@ -50,11 +50,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy (strict)."""
+    """ruff, mypy (strict) and the import-linter contracts (the layers)."""
     _install(session, "docs", "test", "kind")
-    session.install("ruff", "mypy", "types-PyYAML")
-    session.run("ruff", "check", "labkit", "tests", "docs", "noxfile.py")
+    session.install("ruff", "mypy", "types-PyYAML", "import-linter")
+    session.run("ruff", "check", "labkit", "tests", "docs", "benchmarks",
+                "conftest.py", "noxfile.py")
     session.run("mypy")
+    session.run("lint-imports")
 
 
 @nox.session
@@ -68,7 +70,7 @@ def check(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Print lab and build timings measured side by side in one run."""
     _install(session, "docs")
-    session.run("python", "-m", "labkit.bench", *session.posargs)
+    session.run("python", "-m", "benchmarks.bench", *session.posargs)
 
 
 @nox.session

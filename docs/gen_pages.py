@@ -1,5 +1,5 @@
 # mkdocs-gen-files script: asks labkit for the chapters' pages and hands them to mkdocs.
-"""Thin on purpose: labkit.build renders plain Markdown; this only files it into the site."""
+"""Thin on purpose: labkit.book.build renders plain Markdown; this only files it into the site."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import mkdocs_gen_files
 from mkdocs.exceptions import PluginError
 
 from labkit import LabError
-from labkit.build import build, options_from_env
-from labkit.topology import default_manifests
+from labkit.book.build import build, options_from_env
+from labkit.model.topology import default_manifests
 
 # The project is where this mkdocs.yml is, not where labkit is installed: a copy of the
 # project (or labkit installed from PyPI) must build its own chapters into its own state,

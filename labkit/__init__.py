@@ -10,7 +10,10 @@ Everything not listed in ``__all__`` is internal and may change.
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from .api.lab import Background, Lab, Node, Pod, Target
+from .backends import open_lab
+from .figures.status import status
+from .model.errors import (
     CommandFailed,
     CommandTimeout,
     LabError,
@@ -20,19 +23,17 @@ from .errors import (
     TranscriptError,
     UnknownTarget,
 )
-from .lab import Background, Lab, Node, Pod, Target, open_lab
-from .result import Result
-from .status import status
-from .version import __version__
+from .model.result import Result
+from .model.version import __version__
 
 if TYPE_CHECKING:
-    from .node_diagram import Diagram, diagram
-    from .packet_walk import PacketWalk, walk
+    from .figures.node_diagram import Diagram, diagram
+    from .figures.packet_walk import PacketWalk, walk
 
-# Imported on first use (no submodule has these names): they pull in jinja2 and the
-# renderer, which the lab's agent (a process of its own, started for every lab) never needs.
-_LAZY = {"Diagram": "node_diagram", "diagram": "node_diagram", "PacketWalk": "packet_walk",
-         "walk": "packet_walk"}
+# Imported on first use (no submodule has these names): the lab's agent (a process of
+# its own, started for every lab) never draws a figure.
+_LAZY = {"Diagram": "figures.node_diagram", "diagram": "figures.node_diagram",
+         "PacketWalk": "figures.packet_walk", "walk": "figures.packet_walk"}
 
 
 def __getattr__(name: str) -> Any:

@@ -27,10 +27,10 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from . import labs
-from .errors import LabError, LabUnavailable, RefusedFolder
-from .status import status_document, status_text
-from .version import __version__
+from .figures.status import status_document, status_text
+from .model import labs
+from .model.errors import LabError, LabUnavailable, RefusedFolder
+from .model.version import __version__
 
 LABS = ("netns", "kind")
 
@@ -141,7 +141,7 @@ def _instance(args: argparse.Namespace, target: str | None = None) -> str:
         return str(args.name)
     if args.cluster:
         return str(args.cluster)
-    from .netns import launcher
+    from .backends.netns import launcher
 
     up = launcher.labs_up()
     if target is not None:
@@ -158,13 +158,13 @@ def _instance(args: argparse.Namespace, target: str | None = None) -> str:
 def _up(args: argparse.Namespace) -> int:
     manifests = labs.manifests(_cluster(args))
     if args.lab == "kind":
-        from .kind import backend as kind_backend
+        from .backends.kind import backend as kind_backend
 
         cluster = kind_backend.start(manifests)
         print(status_text(cluster.inventory()), end="")
         cluster.close()
         return 0
-    from .netns import launcher
+    from .backends.netns import launcher
 
     backend = launcher.start(manifests, name=args.name or _cluster(args), detached=True)
     print(status_text(backend.inventory()), end="")
@@ -173,12 +173,12 @@ def _up(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     if args.lab == "kind":
-        from .kind import backend as kind_backend
+        from .backends.kind import backend as kind_backend
 
         inventory = kind_backend.start(labs.manifests(_cluster(args)),
                                        reuse_only=True).inventory()
     else:
-        from .netns import launcher
+        from .backends.netns import launcher
 
         inventory = launcher.attach(_instance(args)).current()
     if args.json:
@@ -196,14 +196,14 @@ def _sh(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         args.usage_error("give the command after --, e.g. labkit sh NODE -- ip route")
-    from .lab import Lab
+    from .api.lab import Lab
 
     if args.lab == "kind":
-        from .kind import backend as kind_backend
+        from .backends.kind import backend as kind_backend
 
         lab = Lab(kind_backend.start(labs.manifests(_cluster(args)), reuse_only=True))
     else:
-        from .netns import launcher
+        from .backends.netns import launcher
 
         lab = Lab(launcher.attach(_instance(args, args.target)))
     command = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
@@ -219,12 +219,12 @@ def _sh(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     if args.lab == "kind":
-        from .kind import backend as kind_backend
+        from .backends.kind import backend as kind_backend
 
         deleted = kind_backend.delete(manifests=labs.manifests(_cluster(args)))
         print("kind cluster deleted" if deleted else "no kind cluster to delete")
         return 0
-    from .netns import launcher
+    from .backends.netns import launcher
 
     print(launcher.down(_instance(args)))
     return 0
@@ -243,11 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "down":
             return _down(args)
         if args.command == "pin":
-            from .kind import backend as kind_backend
+            from .backends.kind import backend as kind_backend
 
             print(kind_backend.pin(args.what, arch=args.arch))
             return 0
-        from . import site
+        from .integrations import site
 
         if args.command == "build":
             return site.build_site(args)

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from labproject import skeleton
 
-import labkit.build
-import labkit.lab
-import labkit.netns.launcher
-from labkit.build import Options, Page, build
-from labkit.errors import LabUnavailable
+import labkit.api.lab
+import labkit.backends
+import labkit.backends.netns.launcher
+import labkit.book.build
+from labkit.book.build import Options, Page, build
+from labkit.model.errors import LabUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 # The two quickest real chapters: about half a second each on the netns lab.
@@ -86,13 +87,13 @@ def forbid_labs(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise LabOpened("a lab was started")
 
-    monkeypatch.setattr(labkit.lab, "open_lab", refuse)
-    monkeypatch.setattr(labkit.netns.launcher, "start", refuse)
+    monkeypatch.setattr(labkit.backends, "open_lab", refuse)
+    monkeypatch.setattr(labkit.backends.netns.launcher, "start", refuse)
 
 
 class Opened:
     """The labs started so far, by kind; kept in a file, because chapters run in child
-    processes (labkit.chapter_process), whose calls a list in this process would not see."""
+    processes (labkit.book.chapter_process), whose calls a list in this process would not see."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -118,20 +119,20 @@ class Opened:
 def count_labs(monkeypatch: pytest.MonkeyPatch, where: Path) -> Opened:
     """Let labs start, and list the kind of each one that did."""
     opened = Opened(where / "labs-opened.txt")
-    real: Callable[..., labkit.lab.Lab] = labkit.lab.open_lab
+    real: Callable[..., labkit.api.lab.Lab] = labkit.backends.open_lab
 
-    def counting(kind: str = "netns", **options: Any) -> labkit.lab.Lab:
+    def counting(kind: str = "netns", **options: Any) -> labkit.api.lab.Lab:
         opened.append(kind)
         return real(kind, **options)
 
-    monkeypatch.setattr(labkit.lab, "open_lab", counting)
+    monkeypatch.setattr(labkit.backends, "open_lab", counting)
     return opened
 
 
 def require_lab(request: pytest.FixtureRequest) -> None:
     """Skip (or, with --require-lab, fail) where no netns lab can start."""
     try:
-        labkit.netns.launcher.preflight()
+        labkit.backends.netns.launcher.preflight()
     except LabUnavailable as exc:
         if request.config.getoption("--require-lab"):
             pytest.fail(f"no lab available: {exc.one_line()}", pytrace=False)
@@ -148,7 +149,7 @@ class Recorded:
 
 # labkit's source as it was when the session began: edits to the checkout while the tests
 # run must not make every cached chapter look changed (tests that change it say so).
-SOURCE = labkit.build.code_fingerprint()
+SOURCE = labkit.book.build.code_fingerprint()
 
 
 @pytest.fixture(scope="session", name="recorded_once")
@@ -157,7 +158,7 @@ def recorded_once_fixture(request: pytest.FixtureRequest,
     require_lab(request)
     copy = make_copy(tmp_path_factory.mktemp("recorded"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(labkit.build, "code_fingerprint", lambda *_: SOURCE)
+        patch.setattr(labkit.book.build, "code_fingerprint", lambda *_: SOURCE)
         pages = copy.build()
     assert {p.how for p in pages.values()} == {"live", "static"}, copy.logged
     return Recorded(copy, pages)
@@ -169,5 +170,5 @@ def recorded_fixture(recorded_once: Recorded, tmp_path: Path,
     """A fresh copy of the recorded project for one test to change as it likes."""
     root = tmp_path / "project"
     shutil.copytree(recorded_once.copy.root, root, symlinks=True)
-    monkeypatch.setattr(labkit.build, "code_fingerprint", lambda *_: SOURCE)
+    monkeypatch.setattr(labkit.book.build, "code_fingerprint", lambda *_: SOURCE)
     return Recorded(Copy(root), recorded_once.pages)

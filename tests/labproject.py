@@ -27,7 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "LABKIT_TEST_PROJECT"
-AGENT = b"labkit.netns.agent"
+AGENT = b"labkit.backends.netns.agent"
 # Lines of a build's stderr that are mkdocs' and jieba's progress, not labkit's messages.
 NOISE = re.compile(r"^(INFO|DEBUG)\b|^(Building prefix dict|Loading model|Prefix dict has)")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit import Lab
-from labkit.recording import Replayer
+from labkit.api.recording import Replayer
 
 
 def replay(data: dict[str, Any]) -> tuple[Lab, Replayer]:

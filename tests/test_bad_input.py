@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from labproject import Build, Html, Project, wait_until
 
-from labkit import topology
-from labkit.render import MAX_LINE_CHARS, MAX_LINES
-from labkit.transcript import Store
+from labkit.book.render import MAX_LINE_CHARS, MAX_LINES
+from labkit.book.transcript import Store
+from labkit.model import topology
 
 NODE = "calico-ipip-worker2"
 WHERE = re.compile(r"docs_src/[\w.-]+\.md:\d+")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit import topology
-from labkit.errors import LabUnavailable, ManifestError
-from labkit.netns import agent, bird
+from labkit.backends.netns import agent, bird
+from labkit.model import topology
+from labkit.model.errors import LabUnavailable, ManifestError
 
 ROOT = Path(__file__).resolve().parent.parent
 BIRDC = "birdc -s /var/run/calico/bird.ctl"

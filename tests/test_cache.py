@@ -16,9 +16,10 @@ from copies import (  # noqa: F401 - fixtures
     recorded_once_fixture,
 )
 
-from labkit import build as build_module
-from labkit import snippets, topology
-from labkit.build import chapter_key, code_fingerprint, key_inputs
+from labkit.book import build as build_module
+from labkit.book import snippets
+from labkit.book.build import chapter_key, code_fingerprint, key_inputs
+from labkit.model import topology
 
 CHAPTER = """---
 title: 测试
@@ -94,10 +95,10 @@ def test_the_manifests_are_in_the_key(tmp_path: Path) -> None:
 def test_labkits_source_is_in_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "labkit"
     shutil.copytree(ROOT / "labkit", package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(build_module, "__file__", str(package / "build.py"))
+    monkeypatch.setattr(build_module, "__file__", str(package / "book/build.py"))
     before = code_fingerprint()
     assert before == code_fingerprint()
-    agent = package / "netns" / "agent.py"
+    agent = package / "backends" / "netns" / "agent.py"
     agent.write_text(agent.read_text(encoding="utf-8") + "\n# a change\n", encoding="utf-8")
     after = code_fingerprint()
     assert after != before
@@ -110,23 +111,26 @@ def _edited_fingerprints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited
     labkit's ``edited`` (a copy of labkit, so the checkout is not touched)."""
     package = tmp_path / "labkit"
     shutil.copytree(ROOT / "labkit", package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(build_module, "__file__", str(package / "build.py"))
+    monkeypatch.setattr(build_module, "__file__", str(package / "book/build.py"))
     before = code_fingerprint(lab)
     source = package / edited
     source.write_text(source.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
     return before, code_fingerprint(lab)
 
 
-@pytest.mark.parametrize("edited", ["cli.py", "bench.py", "kind/backend.py", "kind/cluster.py"])
+@pytest.mark.parametrize("edited", [
+    "cli.py", "backends/kind/download.py", "backends/kind/backend.py", "backends/kind/cluster.py",
+])
 def test_code_that_cannot_change_a_netns_chapters_output_is_not_in_its_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str) -> None:
     before, after = _edited_fingerprints(tmp_path, monkeypatch, edited)
     assert before == after
 
 
-@pytest.mark.parametrize("edited", ["netns/plan.py", "netns/holder.py", "render.py",
-                                    "execute.py", "lab.py", "calico.py", "topology.py",
-                                    "svg.py"])
+@pytest.mark.parametrize("edited", [
+    "backends/netns/plan.py", "backends/netns/holder.py", "book/render.py", "book/execute.py",
+    "api/lab.py", "model/calico.py", "model/topology.py", "figures/svg.py",
+])
 def test_code_that_shapes_a_netns_chapters_output_or_page_is_in_its_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str) -> None:
     before, after = _edited_fingerprints(tmp_path, monkeypatch, edited)
@@ -135,9 +139,10 @@ def test_code_that_shapes_a_netns_chapters_output_or_page_is_in_its_key(
 
 def test_the_kind_backend_is_in_a_kind_chapters_key_and_the_replica_is_not(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    before, after = _edited_fingerprints(tmp_path, monkeypatch, "kind/backend.py", lab="kind")
+    before, after = _edited_fingerprints(tmp_path, monkeypatch, "backends/kind/backend.py",
+                                         lab="kind")
     assert before != after
-    before, after = _edited_fingerprints(tmp_path / "2", monkeypatch, "netns/agent.py",
+    before, after = _edited_fingerprints(tmp_path / "2", monkeypatch, "backends/netns/agent.py",
                                          lab="kind")
     assert before == after
 
@@ -262,7 +267,7 @@ def test_a_fresh_checkout_runs_everything_live(recorded: Recorded,
 def test_a_transcript_someone_else_recorded_is_not_a_cache(
         recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
     # A teammate's newer recording arrives with a pull: same key, other outputs.
-    from labkit.transcript import Store
+    from labkit.book.transcript import Store
 
     store = Store(recorded.copy.transcripts)
     theirs = store.load("docs_src/01-same-node.md")

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from labproject import ROOT, Project, wait_until
 
-from labkit import topology
-from labkit.errors import LabUnavailable
-from labkit.netns import launcher
-from labkit.sybil import NO_LAB
+from labkit.backends.netns import launcher
+from labkit.integrations.sybil import NO_LAB
+from labkit.model import topology
+from labkit.model.errors import LabUnavailable
 
 
 def labkit(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -20,14 +20,14 @@ from collections.abc import Iterator
 import pytest
 
 import labkit
-from labkit import calico
-from labkit.errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
-from labkit.lab import Lab, Node, Pod
-from labkit.sybil import NO_LAB
+from labkit.api.lab import Lab, Node, Pod
+from labkit.integrations.sybil import NO_LAB
+from labkit.model import calico
+from labkit.model.errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
 
 
 def _kind_unavailable() -> str | None:
-    from labkit.kind import cluster
+    from labkit.backends.kind import cluster
 
     return cluster.unavailable()
 

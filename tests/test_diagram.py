@@ -15,7 +15,7 @@ from replaying import replay
 from svgtext import visible
 
 from labkit import Lab
-from labkit.node_diagram import (
+from labkit.figures.node_diagram import (
     Diagram,
     StateError,
     default_nodes,

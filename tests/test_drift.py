@@ -10,9 +10,9 @@ from copies import (  # noqa: F401 - fixtures
     recorded_once_fixture,
 )
 
-from labkit import snippets
-from labkit.drift import compare
-from labkit.transcript import Store
+from labkit.book import snippets
+from labkit.book.drift import compare
+from labkit.book.transcript import Store
 
 ADDR = 'addr = a.sh("ip addr show eth0")'
 

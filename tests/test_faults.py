@@ -24,9 +24,9 @@ from labproject import (
     wait_until,
 )
 
-from labkit import topology
-from labkit.site import publish
-from labkit.transcript import Store
+from labkit.book.transcript import Store
+from labkit.integrations.site import publish
+from labkit.model import topology
 
 NODE = "calico-ipip-worker2"
 GONE_WITHIN = 5.0  # seconds: "within a few seconds" of the kill

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import labkit
-from labkit.lab import Lab
+from labkit.api.lab import Lab
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 WORKER2 = "calico-ipip-worker2"
@@ -233,7 +233,7 @@ def test_the_lab_names_the_versions_of_the_tools_that_print_its_outputs(lab: Lab
 
 
 def test_each_page_names_them_and_says_a_kind_node_image_has_older_ones() -> None:
-    from labkit.render import Provenance, banner
+    from labkit.book.render import Provenance, banner
 
     info = {"backend": "netns", "calico": "v3.23.5", "encapsulation": "VXLAN",
             "kernel": "6.1.0", "tools": {"iproute2": "6.1.0", "iputils": "20221126",

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import flannel, topology
-from labkit.errors import ManifestError
-from labkit.netns import cni
+from labkit.backends.netns import cni
+from labkit.model import flannel, topology
+from labkit.model.errors import ManifestError
 
 ROOT = Path(__file__).resolve().parent.parent
 FLANNEL = ROOT / "manifests" / "flannel"

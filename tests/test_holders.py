@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit.errors import LabUnavailable
+from labkit.model.errors import LabUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = "calico-ipip-worker2"
@@ -82,8 +82,8 @@ def test_nothing_names_the_build_machine(lab: labkit.Lab, tmp_path: Path) -> Non
         # The build machine's /tmp, home folders and this checkout are not there at all.
         assert target.sh(f"test -e {mine} || test -e {ROOT}", check=False).rc == 1
         assert target.sh("ls -A /tmp /root /home").stdout == "/home:\n\n/root:\n\n/tmp:\n"
-        assert "labkit.netns.agent" not in target.sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '",
-                                                     check=False).stdout
+        assert "labkit.backends.netns.agent" not in target.sh(
+            "cat /proc/[0-9]*/cmdline | tr '\\0' ' '", check=False).stdout
 
 
 # -- what they write -------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_each_has_its_own_pid_numbers(lab: labkit.Lab) -> None:
 
 def test_the_page_says_what_a_real_node_runs_that_the_replica_does_not(
         lab: labkit.Lab) -> None:
-    from labkit.render import Provenance, banner
+    from labkit.book.render import Provenance, banner
 
     text = banner(Provenance(lab.info, "live", 0.0))
     assert "systemd、containerd、kubelet" in text

@@ -18,11 +18,11 @@ import pytest
 from labproject import ROOT
 
 import labkit
-from labkit.errors import LabBuildFailed, LabUnavailable
+from labkit.model.errors import LabBuildFailed, LabUnavailable
 
 CANNOT = """
-    from labkit.errors import LabUnavailable
-    from labkit.netns import launcher
+    from labkit.model.errors import LabUnavailable
+    from labkit.backends.netns import launcher
 
     def preflight():
         raise LabUnavailable("this test's machine has no user namespaces")
@@ -30,7 +30,7 @@ CANNOT = """
     launcher.preflight = preflight
 """
 BROKEN = """
-    from labkit.netns import plan
+    from labkit.backends.netns import plan
 
     real = plan.node
 

@@ -17,9 +17,9 @@ import pytest
 from labproject import host_network
 
 import labkit
-from labkit import calico, topology
-from labkit.errors import LabUnavailable
-from labkit.sybil import NO_LAB
+from labkit.integrations.sybil import NO_LAB
+from labkit.model import calico, topology
+from labkit.model.errors import LabUnavailable
 
 # Device kinds that carry packets only to other devices of the same namespace or, for a
 # veth, to its peer (checked to be in the lab). A device with no kind but loopback is real

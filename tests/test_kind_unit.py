@@ -21,8 +21,18 @@ import pytest
 import yaml
 
 import labkit
-from labkit import calico
-from labkit.errors import (
+from labkit.backends.kind import (
+    backend,
+    cluster,
+    commands,
+    download,
+    inventory,
+    readiness,
+    settings,
+)
+from labkit.backends.kind.commands import Exec, ExecError
+from labkit.model import calico
+from labkit.model.errors import (
     CommandTimeout,
     LabError,
     LabUnavailable,
@@ -30,9 +40,7 @@ from labkit.errors import (
     ToolMissing,
     UnknownTarget,
 )
-from labkit.kind import backend, cluster, commands, download, inventory, readiness, settings
-from labkit.kind.commands import Exec, ExecError
-from labkit.topology import MANIFESTS
+from labkit.model.topology import MANIFESTS
 
 SAMPLES = Path(__file__).parent / "samples" / "kind"
 CLUSTER = json.loads((SAMPLES / "cluster.json").read_text())
@@ -783,7 +791,7 @@ def test_a_node_block_without_calicos_affinities() -> None:
 
 
 def test_the_client_is_only_imported_by_the_kind_lab() -> None:
-    code = ("import sys, labkit, labkit.cli, labkit.kind.backend; "
+    code = ("import sys, labkit, labkit.cli, labkit.backends.kind.backend; "
             "print(any(m == 'kubernetes' or m.startswith('kubernetes.') for m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent)

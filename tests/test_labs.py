@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from copies import ROOT, forbid_labs, make_copy, require_lab
 
-from labkit import labs, snippets
-from labkit.build import changed_inputs, key_inputs
-from labkit.errors import LabError, SnippetError
-from labkit.transcript import Store
+from labkit.book import snippets
+from labkit.book.build import changed_inputs, key_inputs
+from labkit.book.transcript import Store
+from labkit.model import labs
+from labkit.model.errors import LabError, SnippetError
 
 TWO_LABS = """\
 ---

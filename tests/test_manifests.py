@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from labproject import ROOT, Project
 
-from labkit import manifests as schema
-from labkit import topology, yamlfile
-from labkit.errors import ManifestError
-from labkit.kind import settings
+from labkit.backends.kind import settings
+from labkit.model import manifests as schema
+from labkit.model import topology, yamlfile
+from labkit.model.errors import ManifestError
 
 Edit = Callable[[Path], None]
 
@@ -192,7 +192,7 @@ def test_labkit_build_reads_labkit_manifests_too(tmp_path: Path, case: str) -> N
 
 def test_a_full_block_is_no_mistake_the_node_claims_another(tmp_path: Path) -> None:
     # A /26 once made the loader end in StopIteration; Calico's IPAM claims the next free
-    # block for the node instead (labkit.calico.Ipam), and so does the replica.
+    # block for the node instead (labkit.model.calico.Ipam), and so does the replica.
     copy = tmp_path / "manifests"
     shutil.copytree(topology.MANIFESTS, copy)
     many_pods_on_worker2(copy)

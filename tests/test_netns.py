@@ -14,15 +14,15 @@ import pytest
 from labproject import host_network, processes_running, wait_until
 
 import labkit
-from labkit.errors import ToolMissing
-from labkit.netns import launcher
+from labkit.backends.netns import launcher
+from labkit.model.errors import ToolMissing
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def agents() -> set[int]:
     """Pids of every labkit agent process on the machine (by command line)."""
-    return processes_running(b"labkit.netns.agent")
+    return processes_running(b"labkit.backends.netns.agent")
 
 
 def test_a_lab_leaves_the_host_network_as_it_was() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import snippets
-from labkit.normalize import NORMALIZERS, normalizer
+from labkit.book import snippets
+from labkit.book.normalize import NORMALIZERS, normalizer
 
 SAMPLES = Path(__file__).parent / "samples" / "outputs"
 # What the chapters declare between them: the set a check of these outputs would use.

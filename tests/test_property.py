@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from labproject import ROOT, Html
 
-from labkit.errors import SnippetError
-from labkit.execute import Block, SnippetRun
-from labkit.render import MAX_LINES, Provenance, render_chapter
-from labkit.result import Result
-from labkit.snippets import Chapter, parse
+from labkit.book.execute import Block, SnippetRun
+from labkit.book.render import MAX_LINES, Provenance, render_chapter
+from labkit.book.snippets import Chapter, parse
+from labkit.model.errors import SnippetError
+from labkit.model.result import Result
 
 PATH = "docs_src/01-generated.md"
 PROMPT = "root@calico-ipip-worker2:/#"
@@ -270,7 +270,7 @@ _Permissive.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def _python_name(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    """``!!python/name:labkit.console.superfence``: the object itself, as MkDocs loads it."""
+    """``!!python/name:labkit.figures.console.superfence``: the object, as MkDocs loads it."""
     module, _, name = suffix.rpartition(".")
     return getattr(importlib.import_module(module), name)
 

@@ -15,10 +15,10 @@ from copies import (  # noqa: F401 - fixtures
     recorded_once_fixture,
 )
 
-import labkit.netns.launcher
-from labkit.errors import LabUnavailable, SnippetError, TranscriptError
-from labkit.render import _utc
-from labkit.transcript import Store
+import labkit.backends.netns.launcher
+from labkit.book.render import _utc
+from labkit.book.transcript import Store
+from labkit.model.errors import LabUnavailable, SnippetError, TranscriptError
 
 # The provenance markers, the only things a replayed page may have that the live one has not:
 # each snippet's line, the title of the page's opening box, and a sentence in that box.
@@ -79,7 +79,7 @@ def test_replay_with_no_lab_gives_the_live_pages(recorded: Recorded,
 
 def test_replayed_html_is_the_live_html(recorded: Recorded, monkeypatch: pytest.MonkeyPatch,
                                         tmp_path: Path) -> None:
-    from labkit.bench import plain_site
+    from benchmarks.bench import plain_site
 
     forbid_labs(monkeypatch)
     times = recorded_times(recorded.copy.source)
@@ -202,7 +202,7 @@ def test_no_lab_fails_loudly_and_offers_replay(recorded: Recorded,
     def not_linux() -> None:
         raise LabUnavailable("the netns lab needs Linux namespaces; this is darwin")
 
-    monkeypatch.setattr(labkit.netns.launcher, "preflight", not_linux)
+    monkeypatch.setattr(labkit.backends.netns.launcher, "preflight", not_linux)
     copy = recorded.copy
     # A fresh clone: good transcripts are committed, but this checkout printed none of them.
     shutil.rmtree(copy.root / ".labkit")
@@ -223,8 +223,8 @@ def test_no_lab_through_the_cli_fails_and_the_site_is_not_built(recorded: Record
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
-        "import labkit.netns.launcher as launcher\n"
-        "from labkit.errors import LabUnavailable\n"
+        "import labkit.backends.netns.launcher as launcher\n"
+        "from labkit.model.errors import LabUnavailable\n"
         "def preflight():\n"
         "    raise LabUnavailable('this kernel has user namespaces turned off')\n"
         "launcher.preflight = preflight\n"
@@ -260,8 +260,8 @@ def test_replay_keeps_failures_of_snippet_code_as_failures(
 def test_a_replay_does_not_wait_for_a_lab_to_settle() -> None:
     import time
 
-    from labkit.lab import Lab
-    from labkit.recording import Replayer
+    from labkit.api.lab import Lab
+    from labkit.api.recording import Replayer
 
     inventory = {"info": {"backend": "netns"}, "nodes": [], "pods": []}
     started = time.monotonic()
@@ -274,8 +274,8 @@ def test_the_site_build_runs_where_libc_has_no_linux_calls(
     # A reader's machine that is not Linux replays: no prctl, no renameat2 in its libc.
     import ctypes
 
-    from labkit import site
-    from labkit.netns import linux
+    from labkit.backends.netns import linux
+    from labkit.integrations import site
 
     class NotLinuxLibc:
         def __getattr__(self, name: str) -> object:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import signal
 import time
 
-from labkit import Lab, snippets
-from labkit.execute import ChapterRun
+from labkit import Lab
+from labkit.book import snippets
+from labkit.book.execute import ChapterRun
 
 
 def chapter(*codes: tuple[str, str]) -> snippets.Chapter:

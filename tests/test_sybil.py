@@ -11,8 +11,8 @@ from pathlib import Path
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser
 
-from labkit import snippets
-from labkit.build import chapters
+from labkit.book import snippets
+from labkit.book.build import chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "docs_src"

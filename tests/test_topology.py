@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit import calico, topology
-from labkit.errors import ManifestError
-from labkit.netns import plan
+from labkit.backends.netns import plan
+from labkit.model import calico, topology
+from labkit.model.errors import ManifestError
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 

@@ -16,9 +16,9 @@ from copies import (  # noqa: F401 - fixtures
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.errors import SnippetError, TranscriptError
-from labkit.result import Result
-from labkit.transcript import FORMAT, SnippetRecord, Store, Transcript, dumps, loads
+from labkit.book.transcript import FORMAT, SnippetRecord, Store, Transcript, dumps, loads
+from labkit.model.errors import SnippetError, TranscriptError
+from labkit.model.result import Result
 
 CHAPTER = "docs_src/09-store.md"
 INVENTORY = {
@@ -167,7 +167,7 @@ def test_a_build_killed_mid_write_leaves_the_previous_file(tmp_path: Path) -> No
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from labkit.transcript import Store\n"
+        "from labkit.book.transcript import Store\n"
         "store = Store(Path(sys.argv[1]))\n"
         f"t = store.load({CHAPTER!r}); t.recorded += 60\n"
         "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"

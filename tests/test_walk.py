@@ -1,6 +1,6 @@
 # Tests of the packet walk: tcpdump parsing, replayed recordings, the page, and live labs.
 """Samples in tests/samples/ are recordings of real walks (tests/samples/record_walks.py);
-replaying them runs :func:`labkit.packet_walk.walk` against exactly what the lab printed."""
+replaying them runs :func:`labkit.figures.packet_walk.walk` against exactly what the lab printed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from replaying import replay
 from svgtext import visible
 
 from labkit import CommandFailed, Lab, LabError
-from labkit.packet_walk import (
+from labkit.figures.packet_walk import (
     CaptureError,
     Hop,
     Outer,

@@ -1,7 +1,7 @@
 # Records the samples that tests/test_walk.py and tests/test_diagram.py replay.
-"""Run :func:`labkit.packet_walk.walk` and :func:`labkit.node_diagram.diagram` on fresh netns labs
-and keep every backend call with its answer (labkit's own :class:`Recorder`), so
-the tests replay exactly what the lab printed.
+"""Run :func:`labkit.figures.packet_walk.walk` and :func:`labkit.figures.node_diagram.diagram`
+on fresh netns labs and keep every backend call with its answer (labkit's own
+:class:`Recorder`), so the tests replay exactly what the lab printed.
 
 Run as root (or with user namespaces) from the repository root::
 
@@ -28,10 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from labkit import Lab
-from labkit.netns import launcher
-from labkit.node_diagram import diagram
-from labkit.packet_walk import TCPDUMP, TUNNEL_FILTER, UNDERLAY_FILTER, Frame, parse_capture, walk
-from labkit.recording import Recorder
+from labkit.api.recording import Recorder
+from labkit.backends.netns import launcher
+from labkit.figures.node_diagram import diagram
+from labkit.figures.packet_walk import (
+    TCPDUMP,
+    TUNNEL_FILTER,
+    UNDERLAY_FILTER,
+    Frame,
+    parse_capture,
+    walk,
+)
 
 HERE = Path(__file__).resolve().parent
 

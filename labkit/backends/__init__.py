@@ -1,0 +1,31 @@
+# The backends: the labs that really run the commands.
+"""The netns replica and the kind cluster; ``open_lab`` starts one."""
+
+from typing import Any
+
+from ..api.lab import Lab
+from ..model.errors import LabError
+
+
+def open_lab(kind: str = "netns", *, lab: str | None = None, **options: Any) -> Lab:
+    """Start a lab and return it.
+
+    ``kind`` is the backend: ``netns`` (the replica, the default) or ``kind`` (the real
+    cluster).  ``lab`` names the cluster (see :mod:`labkit.model.labs`): ``calico`` (the
+    default) or another folder of ``manifests/``, such as ``flannel``.
+    """
+    if lab is not None:
+        from ..model import labs
+
+        if "manifests" in options:
+            raise LabError("open_lab: give the lab's name or its manifests, not both")
+        options["manifests"] = labs.manifests(lab)
+    if kind == "netns":
+        from .netns import launcher
+
+        return Lab(launcher.start(**options))
+    if kind == "kind":
+        from .kind import backend as kind_backend
+
+        return Lab(kind_backend.start(**options))
+    raise LabError(f"unknown lab {kind!r}: choose netns or kind")

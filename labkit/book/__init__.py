@@ -1,0 +1,2 @@
+# The book pipeline: docs_src/*.md in, plain Markdown pages out.
+"""Snippets, running them, pages, transcripts, normalisers, drift, cache, build."""

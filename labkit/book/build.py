@@ -1,0 +1,507 @@
+# Builds the pages: for each chapter, run it live (recording) or replay it, then render it.
+"""The build, independent of any site generator.
+
+:func:`build` turns ``docs_src/*.md`` into plain Markdown pages.  Per
+chapter it decides how to get the outputs:
+
+- **live**: start a lab (a fresh one per chapter, so a chapter that breaks
+  its lab cannot harm the next), run every snippet, record the transcript;
+- **cached**: the chapter's key (its snippets, the manifests, labkit's code,
+  the lab) matches the transcript this checkout recorded live, so nothing is
+  run: the recorded outputs are replayed, and the page says when they were
+  printed;
+- **replay** (``mode="replay"``): no lab at all, from the committed
+  transcripts.
+
+The mkdocs-gen-files script and sybil are thin callers of this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..api.lab import Lab
+from ..api.recording import Recorder, Replayer
+from ..figures.markdown import fence
+from ..model import labs, topology
+from ..model.errors import LabError, LabUnavailable, SnippetError, TranscriptError
+from ..model.version import __version__
+from . import snippets
+from .chapter_process import SnippetEndedProcess, run_chapter
+from .execute import ChapterRun, SnippetRun, skip_reason
+from .render import Provenance, after_title, render_chapter
+from .transcript import SnippetRecord, Store, Transcript
+
+ROOT = Path(__file__).resolve().parents[2]
+MODES = ("auto", "live", "replay")
+REPLAY_HINT = "build from the committed transcripts instead: nox -s build -- --replay"
+# What each input of a chapter's key is, in the words of a build's log.
+INPUTS = {
+    "snippets": "the chapter's snippets (code or options)",
+    "manifests": "the lab's manifests",
+    "code": "labkit's source",
+    "labkit": "labkit's version",
+    "lab": "the lab",
+    "labs": "the labs the chapter runs on (front matter lab/labs)",
+    "fresh_lab": "the chapter's fresh_lab setting",
+}
+
+
+@dataclass
+class Options:
+    """How to build; every field has the default ``nox -s build`` uses."""
+
+    source: Path = ROOT / "docs_src"
+    """Where the chapters are."""
+    lab: str = "netns"
+    """Which backend runs the snippets: ``netns`` (the replica) or ``kind``.  (Which
+    cluster a chapter runs on is the chapter's front matter ``lab``.)"""
+    mode: str = "auto"
+    """``auto`` (live, reusing this checkout's unchanged recordings), ``live``, ``replay``."""
+    keep_going: bool = False
+    """Render a failing snippet as an error box and go on, instead of failing the build."""
+    state: Path = ROOT / ".labkit"
+    """This checkout's private state: which transcripts it recorded live."""
+    manifests: Path = field(default_factory=topology.default_manifests)
+    """The labs' specs (``manifests/`` is the default lab, ``manifests/NAME/`` the lab
+    NAME; see :mod:`labkit.model.labs`): what the labs are built from, and part of every
+    chapter's key."""
+    log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
+    on_snippet: Callable[[int], None] | None = None
+    """Told the chapter line of each snippet as it starts (set by :func:`build_chapter`)."""
+
+    @property
+    def transcripts(self) -> Path:
+        return self.source / "transcripts"
+
+
+@dataclass
+class Page:
+    source: str
+    """``docs_src/<file>.md``."""
+    name: str
+    """The page's path in the site, e.g. ``03-datapath.md``."""
+    markdown: str
+    how: str
+    """``live``, ``cached``, ``replay``, ``static`` (no snippets) or ``failed``."""
+    errors: list[SnippetError] = field(default_factory=list)
+
+
+# labkit's own files that cannot change what any chapter prints: the command line (the
+# benchmark is outside the package); and the other lab's backend.
+NOT_IN_KEY = ("cli.py",)
+OTHER_BACKEND = {"netns": "backends/kind/", "kind": "backends/netns/"}
+
+
+def code_fingerprint(lab: str = "netns") -> str:
+    """Hash of labkit's source that can change what a chapter run on ``lab`` prints: all of
+    it but :data:`NOT_IN_KEY` and the other lab's backend (rendering is in it)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    other = OTHER_BACKEND.get(lab)
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()
+        if name in NOT_IN_KEY or (other and name.startswith(other)):
+            continue
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
+               code: str) -> dict[str, Any]:
+    """Everything that can change a chapter's outputs; prose and line numbers are not in it.
+
+    ``lab`` is the backend; ``manifests`` the fingerprint of every lab the chapter uses
+    (:func:`manifests_fingerprint`).
+    """
+    snippet_material = [[s.code, sorted(s.options.items())] for s in chapter.snippets]
+    return {
+        "snippets": _digest(snippet_material),
+        "manifests": manifests,
+        "code": code,
+        "labkit": __version__,
+        "lab": lab,
+        "labs": list(chapter.labs),
+        "fresh_lab": bool(chapter.meta.get("fresh_lab")),
+    }
+
+
+def manifests_fingerprint(names: tuple[str, ...], fingerprints: dict[str, str]) -> str:
+    """One fingerprint for the manifests of the labs ``names`` (one lab: its own)."""
+    if len(names) == 1:
+        return fingerprints[names[0]]
+    return _digest({name: fingerprints[name] for name in names})
+
+
+class Fingerprints(dict[str, str]):
+    """Each lab's manifests fingerprint, read once per build, by lab name."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name: str) -> str:
+        value = topology.load(labs.manifests(name, self.root)).fingerprint
+        self[name] = value
+        return value
+
+
+def _check_labs(chapter: snippets.Chapter, root: Path) -> None:
+    """A chapter naming a lab that no manifests folder defines fails at its front matter."""
+    for name in chapter.labs:
+        try:
+            labs.manifests(name, root)
+        except labs.UnknownLab as exc:
+            raise SnippetError(chapter.path, 2, str(exc)) from exc
+
+
+def chapter_key(inputs: dict[str, Any]) -> str:
+    """The hash of :func:`key_inputs`: equal keys mean the outputs need not be printed again."""
+    return _digest(inputs)
+
+
+def _digest(material: Any) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def changed_inputs(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between a transcript's key inputs and this build's, in a reader's words."""
+    if not recorded:
+        return ["the transcript does not say what it was recorded from"]
+    return [INPUTS.get(name, name) for name in now if recorded.get(name) != now[name]]
+
+
+class Runs:
+    """This checkout's record of the transcripts it wrote itself (``.labkit/runs.json``).
+
+    A fresh clone has the committed transcripts but has run nothing: its first
+    build runs every chapter live.  Only outputs this checkout printed count as
+    a cache.
+    """
+
+    def __init__(self, state: Path) -> None:
+        self.path = state / "runs.json"
+        try:
+            self.data: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def recorded(self, transcript: Transcript) -> bool:
+        return self.data.get(transcript.chapter) == transcript.checksum
+
+    def remember(self, transcript: Transcript) -> None:
+        # Chapters run in child processes (perhaps several at once): each adds its own line
+        # to what is on disk, under a lock, rather than writing back an old copy.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError, ValueError):
+                self.data = json.loads(self.path.read_text())
+            self.data[transcript.chapter] = transcript.checksum
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+
+
+def chapters(source: Path) -> list[Path]:
+    return sorted(p for p in source.glob("*.md") if p.is_file())
+
+
+def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
+             keep_going: bool, others: dict[str, tuple[Lab, Recorder]] | None = None,
+             on_start: Callable[[int], None] | None = None,
+             ) -> tuple[ChapterRun, list[SnippetRecord]]:
+    """Run every snippet against a live lab (and ``others``), recording each one's calls."""
+    others = others or {}
+    chapter_run = ChapterRun(lab, others={name: each for name, (each, _) in others.items()},
+                     on_start=on_start)
+    records: list[SnippetRecord] = []
+    for snippet in chapter.snippets:
+        recorder.calls = []
+        for _, other in others.values():
+            other.calls = recorder.calls  # one list: the calls in the order they were made
+        skip = skip_reason(snippet, lab.kind)
+        snippet_run = chapter_run.run(snippet, skip=skip)
+        records.append(SnippetRecord(snippet.line, snippet.code, recorder.calls,
+                                     str(snippet_run.error) if snippet_run.error else None,
+                                     snippet_run.started))
+        if snippet_run.error and not keep_going:
+            raise snippet_run.error
+    return chapter_run, records
+
+
+def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bool,
+               on_start: Callable[[int], None] | None = None) -> ChapterRun:
+    """Re-run every snippet against the transcript's recorded answers.
+
+    The snippets' Python runs again, so values in the prose and the snippets'
+    assertions are computed exactly as in the live run; only the lab's answers
+    come from the transcript.  A snippet that changed, or that now makes
+    other calls, is refused with its file and line.
+    """
+    if len(transcript.snippets) != len(chapter.snippets):
+        raise TranscriptError(
+            f"{transcript.path}: it has {len(transcript.snippets)} snippets but "
+            f"{chapter.path} has {len(chapter.snippets)}; rebuild with a lab"
+        )
+    replayer = Replayer(transcript.inventory, chapter.path)
+    lab = Lab(replayer)
+    others = {name: Lab(replayer.beside(inventory, name))
+              for name, inventory in transcript.labs.items()}
+    chapter_run = ChapterRun(lab, others=others, on_start=on_start)
+    for snippet, record in zip(chapter.snippets, transcript.snippets, strict=True):
+        if record.code != snippet.code:
+            raise TranscriptError(
+                f"{snippet.where}: this snippet changed since {transcript.path} was recorded; "
+                "rebuild with a lab"
+            )
+        replayer.load(record.calls, snippet.where)
+        snippet_run = chapter_run.run(snippet, skip=skip_reason(snippet, lab.kind))
+        # The page says when the output was printed, not when it was replayed.
+        snippet_run.started = record.started or transcript.recorded
+        if isinstance(snippet_run.error, TranscriptError):
+            raise snippet_run.error
+        if snippet_run.error is None and replayer.leftover():
+            raise TranscriptError(
+                f"{snippet.where}: the snippet now makes fewer calls than {transcript.path} "
+                "recorded; rebuild with a lab"
+            )
+        if snippet_run.error and not keep_going:
+            raise snippet_run.error
+    return chapter_run
+
+
+@contextlib.contextmanager
+def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[str, Lab],
+                   ) -> Iterator[tuple[Lab, Recorder, dict[str, tuple[Lab, Recorder]]]]:
+    """The labs of one chapter, each behind a recorder: its own lab, then the others by name.
+
+    A fresh netns lab each time; a kind cluster is reused from one chapter to the next.
+    """
+    from ..backends import open_lab as _open
+
+    recorded: list[tuple[Lab, Recorder]] = []
+    owned: list[Lab] = []
+    try:
+        for index, name in enumerate(names):
+            if kind == "kind":
+                key = f"kind:{name}"
+                if key not in opened:
+                    opened[key] = _open("kind", manifests=labs.manifests(name, root))
+                base = opened[key]
+            else:
+                base = _open(kind, manifests=labs.manifests(name, root))
+                owned.append(base)
+            recorder = Recorder(base.backend, lab=None if index == 0 else name)
+            recorded.append((Lab(recorder), recorder))
+        lab, recorder = recorded[0]
+        yield lab, recorder, dict(zip(names[1:], recorded[1:], strict=True))
+    finally:
+        for base in owned:
+            base.close()
+
+
+def build(options: Options) -> list[Page]:
+    """Build every chapter into a :class:`Page`; raise LabError on the first failure."""
+    if options.mode not in MODES:
+        raise LabError(f"unknown build mode {options.mode!r}: choose {', '.join(MODES)}")
+    store = Store(options.transcripts, scratch=options.state / "tmp")
+    runs = Runs(options.state)
+    fingerprints = Fingerprints(options.manifests)
+    fingerprints[labs.DEFAULT]  # a broken default lab fails the build before any chapter
+    code = code_fingerprint(options.lab)
+    pages: list[Page] = []
+    opened: dict[str, Lab] = {}
+    try:
+        for path in chapters(options.source):
+            chapter = snippets.load(path, options.source.parent)
+            if not chapter.snippets:
+                manifests = ""
+            else:
+                _check_labs(chapter, options.manifests)
+                manifests = manifests_fingerprint(chapter.labs, fingerprints)
+            pages.append(build_chapter(chapter, options, store, runs, manifests, code))
+    finally:
+        for lab in opened.values():
+            lab.close()
+    failures = [str(error) for page in pages for error in page.errors]
+    report = failures_file(options.state)
+    if failures:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("\n\0".join(failures), encoding="utf-8")
+    return pages
+
+
+def failures_file(state: Path) -> Path:
+    """Where :func:`build` leaves the failures it showed on pages (--keep-going), for
+    ``labkit build`` in this process to name them and exit 1."""
+    return state / f"failures-{os.getpid()}.txt"
+
+
+def build_chapter(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
+                  manifests: str, code: str) -> Page:
+    """One chapter's page, its snippets run in a child process (:mod:`labkit.book.chapter_process`)
+    so that one which ends its interpreter fails at its line instead of ending the build."""
+    if not chapter.snippets:
+        return _build_one(chapter, options, store, runs, manifests, code, {})
+
+    def work(report: Callable[[int], None], log: Callable[[str], None]) -> Page:
+        here = dataclasses.replace(options, log=log, on_snippet=report)
+        opened: dict[str, Lab] = {}
+        try:
+            return _build_one(chapter, here, store, runs, manifests, code, opened)
+        finally:
+            for lab in opened.values():
+                lab.close()
+
+    try:
+        return run_chapter(chapter.path, work, options.log)
+    except SnippetEndedProcess as exc:
+        if not options.keep_going:
+            raise
+        return _failed_page(chapter, options, exc, "本章的代码段结束了运行它的进程")
+
+
+def _build_one(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
+               manifests: str, code: str, opened: dict[str, Lab]) -> Page:
+    name = Path(chapter.path).name
+    if not chapter.snippets:
+        markdown = render_chapter(chapter, [], {}, None)
+        return Page(chapter.path, name, markdown, "static")
+    inputs = key_inputs(chapter, options.lab, manifests, code)
+    key = chapter_key(inputs)
+    try:
+        transcript = store.load(chapter.path)
+        problem = "" if transcript else f"there is no transcript {store.path_for(chapter.path)}"
+    except TranscriptError as exc:
+        options.log(f"labkit: warning: {exc}")
+        transcript, problem = None, str(exc)
+    if options.mode == "replay":
+        if transcript is None:
+            return _unreplayable(chapter, options, TranscriptError(
+                f"{chapter.path}: no usable transcript to replay ({problem}); "
+                "build once with a lab (nox -s build) and commit docs_src/transcripts/"
+            ))
+        changed = changed_inputs(transcript.inputs, inputs)
+        if changed:
+            options.log(f"labkit: note: {chapter.path}: replaying outputs recorded before "
+                        f"a change to {', '.join(changed)}; the page shows when they were "
+                        "recorded")
+        try:
+            return _replayed(chapter, transcript, options, "replay")
+        except TranscriptError as exc:
+            return _unreplayable(chapter, options, exc)
+    reason = _why_live(options, transcript, key, inputs, runs) if transcript else problem
+    if options.mode == "auto" and transcript is not None and not reason:
+        try:
+            return _replayed(chapter, transcript, options, "cached")
+        except TranscriptError as exc:
+            # The snippets' code did not change but what it asks the lab did (say, labkit
+            # code outside the key): print the outputs again rather than fail.
+            reason = str(exc)
+    options.log(f"labkit: {chapter.path}: running live: {reason}")
+    return _live(chapter, options, store, runs, key, inputs, opened)
+
+
+def _why_live(options: Options, transcript: Transcript, key: str, inputs: dict[str, Any],
+              runs: Runs) -> str:
+    """Why a chapter with a transcript must run live; empty if its recording can be reused."""
+    if options.mode == "live":
+        return "a fresh build was asked for"
+    if transcript.key != key:
+        return "changed since the recording: " + ", ".join(
+            changed_inputs(transcript.inputs, inputs) or ["its key"])
+    if not runs.recorded(transcript):
+        return f"{transcript.path} was not recorded by this checkout ({runs.path})"
+    return ""
+
+
+def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs, key: str,
+          inputs: dict[str, Any], opened: dict[str, Lab]) -> Page:
+    started = time.time()
+    try:
+        with recording_labs(options.lab, options.manifests, chapter.labs,
+                            opened) as (lab, recorder, others):
+            chapter_run, records = run_live(chapter, lab, recorder, options.keep_going, others,
+                                    options.on_snippet)
+            inventory = recorder.inventory()
+            other_inventories = {name: r.inventory() for name, (_, r) in others.items()}
+    except LabUnavailable as exc:
+        # Never fall back to old outputs by ourselves: a page must not pass a recording off
+        # as this build's run. Replaying is the author's explicit choice.
+        raise LabUnavailable(
+            f"{chapter.path} must run live, but the {options.lab} lab cannot start here: "
+            f"{exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+            hint=REPLAY_HINT,
+        ) from exc
+    errors = [r.error for r in chapter_run.runs if r.error]
+    provenance = Provenance(inventory["info"], "live", started,
+                            {name: inv["info"] for name, inv in other_inventories.items()})
+    markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
+    if errors:  # a failed chapter must not replace the last good recording
+        for error in errors:
+            options.log(f"labkit: error (shown on its page, --keep-going): {error}")
+        options.log(f"labkit: {chapter.path}: {len(errors)} snippet(s) failed; "
+                    "its transcript is left as it was")
+    else:
+        transcript = Transcript(chapter.path, key, __version__, started, inventory, records,
+                                inputs=inputs, labs=other_inventories)
+        store.save(transcript)
+        runs.remember(transcript)
+    options.log(f"labkit: {chapter.path}: ran {len(chapter.snippets)} snippets live "
+                f"({time.time() - started:.2f}s)")
+    return Page(chapter.path, Path(chapter.path).name, markdown, "live", errors)
+
+
+def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Options,
+              how: str) -> Page:
+    chapter_run = run_replay(chapter, transcript, options.keep_going, options.on_snippet)
+    provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded,
+                            {name: inv["info"] for name, inv in transcript.labs.items()})
+    markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
+    options.log(f"labkit: {chapter.path}: {how} from {transcript.path}")
+    return Page(chapter.path, Path(chapter.path).name, markdown, how,
+                [r.error for r in chapter_run.runs if r.error])
+
+
+def _unreplayable(chapter: snippets.Chapter, options: Options, problem: TranscriptError) -> Page:
+    """A chapter a replay cannot show: fail, or (--keep-going) a page that says so plainly."""
+    if not options.keep_going:
+        raise problem
+    return _failed_page(chapter, options, problem, "本章的输出无法回放",
+                        "这次构建没有启动实验室，而本章没有可用的 transcript，")
+
+
+def _failed_page(chapter: snippets.Chapter, options: Options, problem: LabError, title: str,
+                 why: str = "") -> Page:
+    """A page with no output at all, which says plainly why (--keep-going)."""
+    options.log(f"labkit: error: {problem}")
+    failed = [SnippetRun(s, error=SnippetError(s.path, s.line, str(problem)))
+              for s in chapter.snippets]
+    body = render_chapter(chapter, failed, {}, None)
+    notice = (f'!!! failure "{title}"\n\n'
+              f"    {why}所以页面上没有任何终端输出：\n\n" + fence(str(problem), "text", "    ")
+              + "\n")
+    markdown = after_title(body, notice)
+    return Page(chapter.path, Path(chapter.path).name, markdown, "failed", [
+        r.error for r in failed if r.error])
+
+
+def options_from_env() -> Options:
+    """Options for the mkdocs-gen-files script, which mkdocs gives no arguments of its own."""
+    return Options(
+        lab=os.environ.get("LABKIT_LAB", "netns"),
+        mode=os.environ.get("LABKIT_MODE", "auto"),
+        keep_going=os.environ.get("LABKIT_KEEP_GOING", "") not in ("", "0"),
+    )
