@@ -219,9 +219,9 @@ def _sh(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     if args.lab == "kind":
-        from .backends.kind import backend as kind_backend
+        from .backends.kind import manage
 
-        deleted = kind_backend.delete(manifests=labs.manifests(_cluster(args)))
+        deleted = manage.delete(manifests=labs.manifests(_cluster(args)))
         print("kind cluster deleted" if deleted else "no kind cluster to delete")
         return 0
     from .backends.netns import launcher
@@ -243,15 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "down":
             return _down(args)
         if args.command == "pin":
-            from .backends.kind import backend as kind_backend
+            from .backends.kind import manage
 
-            print(kind_backend.pin(args.what, arch=args.arch))
+            print(manage.pin(args.what, arch=args.arch))
             return 0
-        from .integrations import site
+        from .integrations import check, site
 
         if args.command == "build":
             return site.build_site(args)
-        return site.check(args)
+        return check.check(args)
     except LabUnavailable as exc:
         print(f"labkit: {exc.one_line()}", file=sys.stderr)
         return 1

@@ -149,7 +149,7 @@ class Recorded:
 
 # labkit's source as it was when the session began: edits to the checkout while the tests
 # run must not make every cached chapter look changed (tests that change it say so).
-SOURCE = labkit.book.build.code_fingerprint()
+SOURCE = labkit.book.cache.code_fingerprint()
 
 
 @pytest.fixture(scope="session", name="recorded_once")

@@ -220,7 +220,7 @@ def test_a_missing_bird_names_the_package(monkeypatch: pytest.MonkeyPatch,
         raise agent.SetupError(f"`{tool}` is not installed")
 
     monkeypatch.setattr(agent, "which", which)
-    lab = agent.Lab(topology.load(manifests(tmp_path, "Never")), "None", "full")
+    lab = agent.Replica(topology.load(manifests(tmp_path, "Never")), "None", "full")
     with pytest.raises(agent.SetupError) as failed:
         lab.start_bird()
     assert str(failed.value).startswith("`bird` is not installed: a pool with ipipMode Never "

@@ -17,8 +17,8 @@ from copies import (  # noqa: F401 - fixtures
 )
 
 from labkit.book import build as build_module
-from labkit.book import snippets
-from labkit.book.build import chapter_key, code_fingerprint, key_inputs
+from labkit.book import cache, snippets
+from labkit.book.cache import chapter_key, code_fingerprint, key_inputs
 from labkit.model import topology
 
 CHAPTER = """---
@@ -95,7 +95,7 @@ def test_the_manifests_are_in_the_key(tmp_path: Path) -> None:
 def test_labkits_source_is_in_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "labkit"
     shutil.copytree(ROOT / "labkit", package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(build_module, "__file__", str(package / "book/build.py"))
+    monkeypatch.setattr(cache, "__file__", str(package / "book/cache.py"))
     before = code_fingerprint()
     assert before == code_fingerprint()
     agent = package / "backends" / "netns" / "agent.py"
@@ -111,7 +111,7 @@ def _edited_fingerprints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited
     labkit's ``edited`` (a copy of labkit, so the checkout is not touched)."""
     package = tmp_path / "labkit"
     shutil.copytree(ROOT / "labkit", package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(build_module, "__file__", str(package / "book/build.py"))
+    monkeypatch.setattr(cache, "__file__", str(package / "book/cache.py"))
     before = code_fingerprint(lab)
     source = package / edited
     source.write_text(source.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
@@ -149,7 +149,7 @@ def test_the_kind_backend_is_in_a_kind_chapters_key_and_the_replica_is_not(
 
 def test_labkits_version_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     before = key()
-    monkeypatch.setattr(build_module, "__version__", "99.0.0")
+    monkeypatch.setattr(cache, "__version__", "99.0.0")
     assert key() != before
 
 
@@ -164,9 +164,9 @@ def test_fresh_lab_is_in_the_key() -> None:
 
 def test_the_key_is_made_of_what_the_transcript_lists() -> None:
     inputs = key_inputs(chapter(), "netns", "m" * 64, "c" * 64)
-    assert set(inputs) == set(build_module.INPUTS)
+    assert set(inputs) == set(cache.INPUTS)
     changed = dict(inputs, manifests="x")
-    assert build_module.changed_inputs(inputs, changed) == ["the lab's manifests"]
+    assert cache.changed_inputs(inputs, changed) == ["the lab's manifests"]
 
 
 # -- the cache at work ----------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_a_change_to_labkit_runs_every_chapter_live(recorded: Recorded,
 def test_another_labkit_version_runs_every_chapter_live(
         recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
     opened = count_labs(monkeypatch, recorded.copy.root)
-    monkeypatch.setattr(build_module, "__version__", "99.0.0")
+    monkeypatch.setattr(cache, "__version__", "99.0.0")
     recorded.copy.build()
     assert opened == BOTH
     assert any("labkit's version" in line for line in recorded.copy.logged)

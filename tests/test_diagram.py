@@ -15,16 +15,8 @@ from replaying import replay
 from svgtext import visible
 
 from labkit import Lab
-from labkit.figures.node_diagram import (
-    Diagram,
-    StateError,
-    default_nodes,
-    diagram,
-    pair,
-    read_devices,
-    read_proxy_arp,
-    read_routes,
-)
+from labkit.figures.iproute import StateError, read_devices, read_proxy_arp, read_routes
+from labkit.figures.node_diagram import Diagram, default_nodes, diagram, pair
 
 SAMPLES = Path(__file__).parent / "samples"
 NODES = ["calico-ipip-worker2", "calico-ipip-worker"]

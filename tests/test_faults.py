@@ -25,7 +25,7 @@ from labproject import (
 )
 
 from labkit.book.transcript import Store
-from labkit.integrations.site import publish
+from labkit.integrations.publish import publish
 from labkit.model import topology
 
 NODE = "calico-ipip-worker2"

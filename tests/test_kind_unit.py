@@ -27,6 +27,8 @@ from labkit.backends.kind import (
     commands,
     download,
     inventory,
+    manage,
+    provision,
     readiness,
     settings,
 )
@@ -407,8 +409,8 @@ def test_a_failure_after_kind_create_says_the_cluster_is_left_up(
 def test_delete_and_status_when_there_is_no_cluster(bin_dir: Path) -> None:
     fake_tool(bin_dir, "docker", DOCKER_UP)
     log = kind_logging_calls(bin_dir, clusters="other\n")
-    assert backend.delete(progress=lambda message: None) is False
-    state = backend.status()
+    assert manage.delete(progress=lambda message: None) is False
+    state = manage.status()
     assert not state.up
     assert str(state) == "kind cluster calico-ipip: not up (`labkit up --lab kind` creates it)"
     with pytest.raises(LabUnavailable, match="no kind cluster 'calico-ipip' is up"):
@@ -873,7 +875,7 @@ def test_pin_flannel_writes_kube_flannel_ymls_hash_into_flannel_yaml(
     body = kube_flannel_yml().encode()
     web = FakeWeb(body)
     calico_before = (manifests / "calico.yaml").read_text()
-    digest = backend.pin("flannel", manifests, fetch=web)
+    digest = manage.pin("flannel", manifests, fetch=web)
     assert web.calls == [
         "https://github.com/flannel-io/flannel/releases/download/v0.22.0/kube-flannel.yml"]
     assert digest == download.sha256(body)
@@ -907,7 +909,7 @@ def test_the_bridge_plugin_is_docker_cp_d_onto_every_node(bin_dir: Path) -> None
             log.write(" ".join(sys.argv[1:]) + "\\n")
     """)
     shown: list[str] = []
-    backend.install_bridge(settings.load(FLANNEL), shown.append)
+    provision.install_bridge(settings.load(FLANNEL), shown.append)
     assert log.read_text().splitlines() == [
         "cp /usr/lib/cni/bridge flannel-control-plane:/opt/cni/bin/bridge",
         "cp /usr/lib/cni/bridge flannel-worker:/opt/cni/bin/bridge",
@@ -935,9 +937,9 @@ def test_readiness_of_the_kube_flannel_daemonset() -> None:
     assert readiness.daemonset_problem(FLANNEL_CLUSTER["daemonset_ready"]) is None
     assert readiness.daemonset_problem(FLANNEL_CLUSTER["daemonset_starting"]) == \
         "daemonset kube-flannel/kube-flannel-ds (2/3 ready)"
-    assert backend._flannel_daemonset([]) == [
+    assert provision._flannel_daemonset([]) == [
         "DaemonSet kube-flannel/kube-flannel-ds not created yet"]
-    assert backend._flannel_daemonset([FLANNEL_CLUSTER["daemonset_starting"]]) == []
+    assert provision._flannel_daemonset([FLANNEL_CLUSTER["daemonset_starting"]]) == []
     # what a pod shows while `bridge` is missing on its node: the sandbox is never made
     assert readiness.pod_problem(FLANNEL_CLUSTER["pod_without_bridge"]) == \
         "pod kube-system/coredns-64897985d-4xq7n (coredns: ContainerCreating)"
@@ -966,11 +968,12 @@ class FakeApi:
 def test_set_up_waits_for_kube_flannel_then_the_seeds_deployment(
         monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
-    monkeypatch.setattr(backend, "remove_control_plane_taint", lambda api, p: order.append("taint"))
-    monkeypatch.setattr(backend, "install_bridge", lambda s, p: order.append("bridge"))
-    monkeypatch.setattr(backend, "prepare_nodes", lambda s, p: order.append("tools") or {})
+    monkeypatch.setattr(provision, "remove_control_plane_taint",
+                        lambda api, p: order.append("taint"))
+    monkeypatch.setattr(provision, "install_bridge", lambda s, p: order.append("bridge"))
+    monkeypatch.setattr(provision, "prepare_nodes", lambda s, p: order.append("tools") or {})
     api = FakeApi()
-    backend.set_up(api, settings.load(FLANNEL), kube_flannel_yml().encode(),  # type: ignore
+    provision.set_up(api, settings.load(FLANNEL), kube_flannel_yml().encode(),  # type: ignore
                    lambda message: None, 1.0)
     assert order == ["taint", "bridge", "tools"]
     assert api.calls == [
@@ -1036,7 +1039,7 @@ def test_the_flannel_inventory_takes_blocks_from_podcidr_and_veths_from_the_node
 def test_flannel_status_and_delete_when_there_is_no_cluster(bin_dir: Path) -> None:
     fake_tool(bin_dir, "docker", DOCKER_UP)
     log = kind_logging_calls(bin_dir, clusters="calico-ipip\n")
-    assert backend.delete(manifests=FLANNEL, progress=lambda message: None) is False
-    assert str(backend.status(FLANNEL)) == \
+    assert manage.delete(manifests=FLANNEL, progress=lambda message: None) is False
+    assert str(manage.status(FLANNEL)) == \
         "kind cluster flannel: not up (`labkit up --lab kind` creates it)"
     assert "delete" not in log.read_text()

@@ -12,7 +12,7 @@ import pytest
 from copies import ROOT, forbid_labs, make_copy, require_lab
 
 from labkit.book import snippets
-from labkit.book.build import changed_inputs, key_inputs
+from labkit.book.cache import changed_inputs, key_inputs
 from labkit.book.transcript import Store
 from labkit.model import labs
 from labkit.model.errors import LabError, SnippetError

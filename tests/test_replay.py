@@ -275,7 +275,7 @@ def test_the_site_build_runs_where_libc_has_no_linux_calls(
     import ctypes
 
     from labkit.backends.netns import linux
-    from labkit.integrations import site
+    from labkit.integrations import publish, site
 
     class NotLinuxLibc:
         def __getattr__(self, name: str) -> object:
@@ -289,6 +289,6 @@ def test_the_site_build_runs_where_libc_has_no_linux_calls(
     (old / "index.html").write_text("old")
     new.mkdir()
     (new / "index.html").write_text("new")
-    site.publish(new, old)
+    publish.publish(new, old)
     assert (old / "index.html").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]

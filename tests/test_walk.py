@@ -14,16 +14,8 @@ from replaying import replay
 from svgtext import visible
 
 from labkit import CommandFailed, Lab, LabError
-from labkit.figures.packet_walk import (
-    CaptureError,
-    Hop,
-    Outer,
-    PacketWalk,
-    Tap,
-    parse_capture,
-    unprinted,
-    walk,
-)
+from labkit.figures.packet_walk import Hop, Outer, PacketWalk, Tap, unprinted, walk
+from labkit.figures.tcpdump import CaptureError, parse_capture
 
 SAMPLES = Path(__file__).parent / "samples"
 CALI_MAC = "ee:ee:ee:ee:ee:ee"

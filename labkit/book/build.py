@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import hashlib
-import json
 import os
 import sys
 import time
@@ -38,6 +35,7 @@ from ..model import labs, topology
 from ..model.errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from ..model.version import __version__
 from . import snippets
+from .cache import Runs, changed_inputs, chapter_key, code_fingerprint, key_inputs, sha256_of
 from .chapter_process import SnippetEndedProcess, run_chapter
 from .execute import ChapterRun, SnippetRun, skip_reason
 from .render import Provenance, after_title, render_chapter
@@ -46,16 +44,6 @@ from .transcript import SnippetRecord, Store, Transcript
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ("auto", "live", "replay")
 REPLAY_HINT = "build from the committed transcripts instead: nox -s build -- --replay"
-# What each input of a chapter's key is, in the words of a build's log.
-INPUTS = {
-    "snippets": "the chapter's snippets (code or options)",
-    "manifests": "the lab's manifests",
-    "code": "labkit's source",
-    "labkit": "labkit's version",
-    "lab": "the lab",
-    "labs": "the labs the chapter runs on (front matter lab/labs)",
-    "fresh_lab": "the chapter's fresh_lab setting",
-}
 
 
 @dataclass
@@ -98,50 +86,11 @@ class Page:
     errors: list[SnippetError] = field(default_factory=list)
 
 
-# labkit's own files that cannot change what any chapter prints: the command line (the
-# benchmark is outside the package); and the other lab's backend.
-NOT_IN_KEY = ("cli.py",)
-OTHER_BACKEND = {"netns": "backends/kind/", "kind": "backends/netns/"}
-
-
-def code_fingerprint(lab: str = "netns") -> str:
-    """Hash of labkit's source that can change what a chapter run on ``lab`` prints: all of
-    it but :data:`NOT_IN_KEY` and the other lab's backend (rendering is in it)."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parents[1]
-    other = OTHER_BACKEND.get(lab)
-    for path in sorted(package.rglob("*.py")):
-        name = path.relative_to(package).as_posix()
-        if name in NOT_IN_KEY or (other and name.startswith(other)):
-            continue
-        digest.update(name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
-               code: str) -> dict[str, Any]:
-    """Everything that can change a chapter's outputs; prose and line numbers are not in it.
-
-    ``lab`` is the backend; ``manifests`` the fingerprint of every lab the chapter uses
-    (:func:`manifests_fingerprint`).
-    """
-    snippet_material = [[s.code, sorted(s.options.items())] for s in chapter.snippets]
-    return {
-        "snippets": _digest(snippet_material),
-        "manifests": manifests,
-        "code": code,
-        "labkit": __version__,
-        "lab": lab,
-        "labs": list(chapter.labs),
-        "fresh_lab": bool(chapter.meta.get("fresh_lab")),
-    }
-
-
 def manifests_fingerprint(names: tuple[str, ...], fingerprints: dict[str, str]) -> str:
     """One fingerprint for the manifests of the labs ``names`` (one lab: its own)."""
     if len(names) == 1:
         return fingerprints[names[0]]
-    return _digest({name: fingerprints[name] for name in names})
+    return sha256_of({name: fingerprints[name] for name in names})
 
 
 class Fingerprints(dict[str, str]):
@@ -164,54 +113,6 @@ def _check_labs(chapter: snippets.Chapter, root: Path) -> None:
             labs.manifests(name, root)
         except labs.UnknownLab as exc:
             raise SnippetError(chapter.path, 2, str(exc)) from exc
-
-
-def chapter_key(inputs: dict[str, Any]) -> str:
-    """The hash of :func:`key_inputs`: equal keys mean the outputs need not be printed again."""
-    return _digest(inputs)
-
-
-def _digest(material: Any) -> str:
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def changed_inputs(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """What differs between a transcript's key inputs and this build's, in a reader's words."""
-    if not recorded:
-        return ["the transcript does not say what it was recorded from"]
-    return [INPUTS.get(name, name) for name in now if recorded.get(name) != now[name]]
-
-
-class Runs:
-    """This checkout's record of the transcripts it wrote itself (``.labkit/runs.json``).
-
-    A fresh clone has the committed transcripts but has run nothing: its first
-    build runs every chapter live.  Only outputs this checkout printed count as
-    a cache.
-    """
-
-    def __init__(self, state: Path) -> None:
-        self.path = state / "runs.json"
-        try:
-            self.data: dict[str, str] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.data = {}
-
-    def recorded(self, transcript: Transcript) -> bool:
-        return self.data.get(transcript.chapter) == transcript.checksum
-
-    def remember(self, transcript: Transcript) -> None:
-        # Chapters run in child processes (perhaps several at once): each adds its own line
-        # to what is on disk, under a lock, rather than writing back an old copy.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            with contextlib.suppress(OSError, ValueError):
-                self.data = json.loads(self.path.read_text())
-            self.data[transcript.chapter] = transcript.checksum
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
 
 
 def chapters(source: Path) -> list[Path]:

@@ -93,7 +93,7 @@ class Transcript:
     inventory: Inventory
     snippets: list[SnippetRecord]
     inputs: dict[str, Any] = field(default_factory=dict)
-    """What the key was made of (see :func:`labkit.book.build.key_inputs`): says why it changed."""
+    """What the key was made of (see :func:`labkit.book.cache.key_inputs`): says why it changed."""
     path: Path | None = None
     labs: dict[str, Inventory] = field(default_factory=dict)
     """The inventories of the other labs the chapter used (front matter ``labs:``), by name;

@@ -11,7 +11,6 @@ same walk.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 import shlex
@@ -24,6 +23,8 @@ from ..model.errors import LabError
 from ..model.result import Result
 from . import markdown as md
 from . import svg
+from .tcpdump import Frame, parse_capture
+from .walk_svg import DIRECTION, NO_LINK, draw
 
 ECHO = ("echo request", "echo reply")
 POD_FILTER = "icmp or arp"
@@ -43,159 +44,6 @@ SETTLE = 0.1
 # an unfinished block when tcpdump gets Ctrl-C are counted as "received by filter" but
 # never printed (seen here: a whole ping missing from two of four captures).
 TCPDUMP = "tcpdump -l -n -e -v --immediate-mode -i {interface} {filter}"
-DIRECTION = {"out": "发出", "in": "收到"}
-NO_LINK = "无以太网头"
-"""Shown for the MACs of a packet without a link-layer header (``tunl0``, IPIP's inner)."""
-
-
-class CaptureError(LabError):
-    """tcpdump printed a line this parser does not understand; the message quotes it."""
-
-
-# -- what tcpdump prints ----------------------------------------------------------------
-
-MAC = r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}"
-IP = r"\d{1,3}(?:\.\d{1,3}){3}"
-STAMP = re.compile(r"(?P<time>(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d+) ")
-ETHERNET = re.compile(
-    rf"(?P<src>{MAC}) > (?P<dst>{MAC}), ethertype (?P<type>\S+) \(0x[0-9a-f]{{4}}\), "
-    r"length \d+: "
-)
-RAW_IP = re.compile(r"ip: ")
-"""What ``-e`` prints on a device with no link-layer header (``tunl0``)."""
-IPV4 = re.compile(
-    r"\(tos 0x[0-9a-f]+(?:,\s*[A-Za-z-]+(?:\(\d\))?)?, ttl (?P<ttl>\d+), id \d+, offset \d+, "
-    r"flags \[[^\]]*\], proto (?P<proto>\S+) \(\d+\), length \d+"
-    r"(?:, [^()]*(?:\([^()]*\)[^()]*)*)?\)\s*"
-    rf"(?P<src>{IP})(?:\.(?P<sport>\d+))? > (?P<dst>{IP})(?:\.(?P<dport>\d+))?: ?"
-)
-ICMP_ECHO = re.compile(r"ICMP echo (?P<what>request|reply), id (?P<id>\d+), seq (?P<seq>\d+)")
-VXLAN = re.compile(r"VXLAN, flags \[[^\]]*\] \(0x[0-9a-f]+\), vni (?P<vni>\d+)\s*")
-ARP = re.compile(
-    rf"Ethernet \(len 6\), IPv4 \(len 4\), (?:"
-    rf"Request who-has (?P<asked>{IP})(?: \({MAC}\))? tell (?P<tell>{IP})"
-    rf"|Reply (?P<ip>{IP}) is-at (?P<mac>{MAC})"
-    r"|(?P<other>\S+))"
-)
-
-
-@dataclass(frozen=True)
-class Packet:
-    """An IPv4 packet as tcpdump printed it; a tunnel's outer packet carries ``inner``."""
-
-    src: str
-    dst: str
-    ttl: int
-    protocol: str
-    """``ICMP``, ``UDP``, ``IPIP``... as tcpdump names it."""
-    src_port: int | None = None
-    dst_port: int | None = None
-    icmp: str | None = None
-    """``echo request`` or ``echo reply``; None for anything else."""
-    icmp_id: int | None = None
-    seq: int | None = None
-    vni: int | None = None
-    """The VXLAN network identifier, for a VXLAN packet."""
-    inner: Frame | None = None
-    """What a VXLAN or IPIP packet carries (an IPIP one has no MACs)."""
-
-
-@dataclass(frozen=True)
-class ArpMessage:
-    op: str
-    """``request``, ``reply``, or the word tcpdump printed for anything else."""
-    ip: str | None
-    """The address asked about (``who-has``) or answered for (``is-at``)."""
-    mac: str | None
-    """The answer (``is-at``), in a reply."""
-    sender_ip: str | None
-    """Who asks (``tell``), in a request."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One packet record tcpdump printed (a timestamp line and its continuation lines)."""
-
-    time: str
-    src_mac: str | None
-    dst_mac: str | None
-    packet: Packet | None = None
-    arp: ArpMessage | None = None
-    text: str = ""
-
-
-def parse_capture(output: str) -> list[Frame]:
-    """Every packet in what ``tcpdump -n -e -v`` printed on stdout, in order.
-
-    Raises :class:`CaptureError` for a record it cannot read, so a change in
-    tcpdump's format fails the build instead of dropping a hop.
-    """
-    records: list[list[str]] = []
-    for line in output.splitlines():
-        if STAMP.match(line):
-            records.append([line])
-        elif line.strip() and records:
-            records[-1].append(line)
-        elif line.strip():
-            raise CaptureError(f"tcpdump printed a line outside any packet: {line!r}")
-    return [_record(lines) for lines in records]
-
-
-def _record(lines: list[str]) -> Frame:
-    text = "\n".join(lines)
-    stamp = STAMP.match(lines[0])
-    assert stamp is not None
-    flat = " ".join(line.strip() for line in lines)[stamp.end():]
-    try:
-        return _frame(flat, stamp.group("time"), text)
-    except ValueError as exc:
-        raise CaptureError(f"cannot read this tcpdump record ({exc}):\n{text}") from exc
-
-
-def _frame(flat: str, time: str, text: str = "") -> Frame:
-    """A link-layer header (or ``ip:`` for none) and what it carries."""
-    ether = ETHERNET.match(flat)
-    if ether is None:
-        raw = RAW_IP.match(flat)
-        return Frame(time, None, None, _packet(flat[raw.end():] if raw else flat), text=text)
-    src, dst, rest = ether.group("src"), ether.group("dst"), flat[ether.end():]
-    if ether.group("type") == "ARP":
-        arp = ARP.match(rest)
-        if arp is None:
-            raise ValueError("an ARP message in an unknown form")
-        return Frame(time, src, dst, arp=_arp(arp), text=text)
-    if ether.group("type") != "IPv4":
-        raise ValueError(f"ethertype {ether.group('type')}")
-    return Frame(time, src, dst, _packet(rest), text=text)
-
-
-def _arp(match: re.Match[str]) -> ArpMessage:
-    if match.group("asked"):
-        return ArpMessage("request", match.group("asked"), None, match.group("tell"))
-    if match.group("ip"):
-        return ArpMessage("reply", match.group("ip"), match.group("mac"), None)
-    return ArpMessage(match.group("other").lower(), None, None, None)
-
-
-def _packet(flat: str) -> Packet:
-    header = IPV4.match(flat)
-    if header is None:
-        raise ValueError("no IPv4 header where one was expected")
-    rest, proto = flat[header.end():], header.group("proto")
-    sport, dport = header.group("sport"), header.group("dport")
-    packet = Packet(header.group("src"), header.group("dst"), int(header.group("ttl")), proto,
-                    int(sport) if sport else None, int(dport) if dport else None)
-    echo = ICMP_ECHO.match(rest) if proto == "ICMP" else None
-    if echo is not None:
-        return dataclasses.replace(packet, icmp=f"echo {echo.group('what')}",
-                                   icmp_id=int(echo.group("id")), seq=int(echo.group("seq")))
-    vxlan = VXLAN.match(rest) if proto == "UDP" else None
-    if vxlan is not None:
-        return dataclasses.replace(packet, vni=int(vxlan.group("vni")),
-                                   inner=_frame(rest[vxlan.end():], ""))
-    if proto == "IPIP":
-        return dataclasses.replace(packet, inner=Frame("", None, None, _packet(rest)))
-    return packet
 
 
 # -- the walk -------------------------------------------------------------------------------
@@ -425,7 +273,7 @@ class PacketWalk:
     def svg(self) -> str:
         """The first echo request, then its reply, each an SVG sequence of hops."""
         return "\n".join(
-            _draw(self, [h for h in self.hops if h.icmp == icmp and h.seq == self.first_seq],
+            draw(self, [h for h in self.hops if h.icmp == icmp and h.seq == self.first_seq],
                   icmp, title)
             for icmp, title in (("echo request", "去程"), ("echo reply", "回程"))
         )
@@ -543,160 +391,3 @@ def unprinted(stderr: str) -> int:
     if captured is None or received is None:
         return 0
     return max(0, int(received.group(1)) - int(captured.group(1)))
-
-
-# -- drawing ------------------------------------------------------------------------------
-
-WIDTH = 388.0
-PAD = 10.0
-CARD_X = 20.0
-CONNECTOR = svg.LINE * 1.6
-"""The height of the arrow between two captures."""
-LABEL_W = 64.0
-"""The row labels inside a card (``MAC``, ``IP``, ``TTL``, ``外层``)."""
-
-
-def _draw(walk: PacketWalk, hops: Sequence[Hop], icmp: str, title: str) -> str:
-    first = hops[0] if hops else None
-    data: dict[str, object] = {
-        "icmp": icmp, "src-ip": first.src_ip if first else "",
-        "dst-ip": first.dst_ip if first else "", "hops": len(hops),
-        "ttl-first": first.ttl if first else "", "ttl-last": hops[-1].ttl if hops else "",
-        "encapsulation": walk.encapsulation or "",
-    }
-    drawing = svg.Drawing(WIDTH, title=f"{title}（{icmp}）：从 {walk.src} 到 {walk.dst} 逐跳抓包",
-                          kind="walk", data=data)
-    y = PAD + svg.FONT_SIZE
-    drawing.text(PAD, y, [(f"{title} · ", "lk-title"), (f"ICMP {icmp}", "lk-title lk-mono")])
-    if first:
-        y += svg.LINE
-        drawing.text(PAD, y, [("seq ", "lk-muted"), (str(first.seq), "lk-mono"),
-                              ("  id ", "lk-muted"), (str(first.icmp_id), "lk-mono")])
-    if icmp == "echo request":
-        for arp in walk.arp:
-            if arp.where == walk.src and arp.op == "reply":
-                y += svg.LINE
-                drawing.text(PAD, y, [("ARP 应答 ", "lk-muted"), (arp.describe(), "lk-mono")])
-    y += svg.LINE * 0.6
-    previous: Hop | None = None
-    index = 0
-    while index < len(hops):
-        where = hops[index].where
-        group = []
-        while index < len(hops) and hops[index].where == where:
-            group.append(hops[index])
-            index += 1
-        y = _draw_place(drawing, walk, where, group, previous, y)
-        previous = group[-1]
-    if not hops:
-        drawing.text(PAD, y + svg.LINE, "抓包里没有这一程的报文。", "lk-muted")
-    return drawing.svg()
-
-
-def _place_name(walk: PacketWalk, where: str) -> list[svg.Span]:
-    if where in (walk.src, walk.dst):
-        return [("Pod ", "lk-muted"), (where, "lk-title lk-mono")]
-    return [("节点 ", "lk-muted"), (where, "lk-title lk-mono")]
-
-
-def _card_lines(hop: Hop, previous: Hop | None) -> list[list[svg.Span]]:
-    changed = previous is not None and hop.src_mac is not None and \
-        (hop.src_mac, hop.dst_mac) != (previous.src_mac, previous.dst_mac)
-
-    def mac(value: str | None) -> svg.Span:
-        accent = value == calico.CALI_MAC or changed
-        return (value or "", "lk-mono lk-accent" if accent else "lk-mono")
-
-    inner = "内层 " if hop.outer is not None else ""
-    macs: list[svg.Span] = [mac(hop.src_mac), (" → ", "lk-muted"), mac(hop.dst_mac)] \
-        if hop.src_mac is not None else [(NO_LINK, "lk-muted")]
-    lines: list[list[svg.Span]] = [
-        [(f"{inner}MAC", "lk-muted"), *macs],
-        [(f"{inner}IP", "lk-muted"), (hop.src_ip, "lk-mono"), (" → ", "lk-muted"),
-         (hop.dst_ip, "lk-mono")],
-        [(f"{inner}TTL", "lk-muted"), (str(hop.ttl), "lk-mono lk-accent" if previous is not None
-                               and previous.ttl != hop.ttl else "lk-mono")],
-    ]
-    if hop.outer is not None:
-        outer = hop.outer
-        how = f"VXLAN VNI {outer.vni}" if outer.encapsulation == "VXLAN" else outer.encapsulation
-        if outer.dst_port is not None:
-            how += f" UDP {outer.dst_port}"
-        lines += [
-            [("外层", "lk-muted"), (how, "lk-mono lk-accent")],
-            [("外层 IP", "lk-muted"), (outer.src_ip, "lk-mono"), (" → ", "lk-muted"),
-             (outer.dst_ip, "lk-mono"), (f"  TTL {outer.ttl}", "lk-mono")],
-            [("外层 MAC", "lk-muted"), (outer.src_mac or "—", "lk-mono"), (" → ", "lk-muted"),
-             (outer.dst_mac or "—", "lk-mono")],
-        ]
-    return lines
-
-
-def _change_note(before: Hop, after: Hop) -> str:
-    """What differs between two consecutive captures, in words, from the captures alone."""
-    notes = []
-    if before.outer is None and after.outer is not None:
-        notes.append(f"封装进 {after.outer.encapsulation}")
-    elif before.outer is not None and after.outer is None:
-        notes.append("解封装")
-    if before.src_mac is not None and after.src_mac is not None:
-        same = (before.src_mac, before.dst_mac) == (after.src_mac, after.dst_mac)
-        notes.append("MAC 不变" if same else "MAC 变")
-    same_ip = (before.src_ip, before.dst_ip) == (after.src_ip, after.dst_ip)
-    notes.append("IP 不变" if same_ip else "IP 变")
-    notes.append("TTL 不变" if before.ttl == after.ttl else f"TTL {before.ttl}→{after.ttl}")
-    return " · ".join(notes)
-
-
-def _draw_place(drawing: svg.Drawing, walk: PacketWalk, where: str, group: Sequence[Hop],
-                previous: Hop | None, y: float) -> float:
-    """One pod or node: a shaded area holding a card per interface; returns the next y."""
-    top = y + (_connector(drawing, previous, group[0], y) if previous else 0)
-    cards = [_card_lines(h, previous if i == 0 else group[i - 1]) for i, h in enumerate(group)]
-    heights = [(1 + len(lines)) * svg.LINE + PAD for lines in cards]
-    inner = sum(heights) + CONNECTOR * (len(group) - 1)
-    area_h = svg.LINE + 6 + inner + PAD
-    drawing.open_group("lk-place", {"where": where})
-    drawing.rect(PAD / 2, top, WIDTH - PAD, area_h, "lk-area", rx=6)
-    drawing.text(PAD + 4, top + svg.LINE, _place_name(walk, where))
-    y = top + svg.LINE + 6
-    for i, (hop, lines, height) in enumerate(zip(group, cards, heights, strict=True)):
-        if i:
-            y += _connector(drawing, group[i - 1], hop, y)
-        _draw_card(drawing, hop, lines, y, height)
-        y += height
-    drawing.close_group()
-    return top + area_h
-
-
-def _connector(drawing: svg.Drawing, before: Hop | None, after: Hop, y: float) -> float:
-    """The arrow from one capture to the next, with what changed between them."""
-    gap = CONNECTOR
-    x = CARD_X + 14
-    drawing.line(x, y + 2, x, y + gap - 2)
-    drawing.arrow_head(x, y + gap - 1, "down")
-    if before is not None:
-        drawing.text(x + 12, y + gap / 2 + 4, _change_note(before, after), "lk-muted")
-    return gap
-
-
-def _draw_card(drawing: svg.Drawing, hop: Hop, lines: list[list[svg.Span]], y: float,
-               height: float) -> None:
-    data = {
-        "where": hop.where, "interface": hop.interface, "direction": hop.direction,
-        "src-mac": hop.src_mac or "", "dst-mac": hop.dst_mac or "", "src-ip": hop.src_ip,
-        "dst-ip": hop.dst_ip, "ttl": hop.ttl,
-    }
-    if hop.outer is not None:
-        data |= {"outer-src-ip": hop.outer.src_ip, "outer-dst-ip": hop.outer.dst_ip,
-                 "vni": hop.outer.vni if hop.outer.vni is not None else ""}
-    drawing.open_group("lk-hop", data)
-    drawing.rect(CARD_X, y, WIDTH - CARD_X - PAD, height - 4, "lk-box")
-    base = y + svg.LINE
-    drawing.text(CARD_X + 8, base, [(hop.interface, "lk-title lk-mono"),
-                                    (f"  {DIRECTION[hop.direction]}", "lk-muted")])
-    for number, spans in enumerate(lines, 1):
-        label, *values = spans
-        drawing.text(CARD_X + 8, base + number * svg.LINE, [label])
-        drawing.text(CARD_X + 8 + LABEL_W, base + number * svg.LINE, values)
-    drawing.close_group()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import errno
 import logging
 import os
 import shutil
@@ -26,14 +24,13 @@ from pathlib import Path
 from ..book.build import failures_file
 from ..model import scratch
 from ..model.errors import LabError, RefusedFolder
-from ..model.leftovers import left_by_dead_process
+from .publish import _clean_stale, publish
 
 QUIET_BANNERS = {
     # Material and the MkDocs 1.x continuations print end-of-life banners on every build.
     "NO_MKDOCS_2_WARNING": "1",
     "DISABLE_MKDOCS_2_WARNING": "true",
 }
-RENAME_EXCHANGE = 2
 SITE_MARKER = ".labkit-site"
 """Written into every site labkit builds: the only non-empty folder ``--site`` may replace."""
 SOURCES = ("docs", "docs_src", "manifests", ".labkit")
@@ -55,32 +52,6 @@ def _die_with_parent() -> None:
     # AttributeError: a libc without prctl (not Linux), where a replay must still build.
     with contextlib.suppress(OSError, AttributeError):
         linux.die_with_parent(signal.SIGKILL)
-
-
-def publish(built: Path, site: Path) -> None:
-    """Put ``built`` where ``site`` is in one step: readers see the old site or the new one."""
-    try:
-        os.rename(built, site)  # the first site: there is nothing to swap with
-        return
-    except OSError as exc:
-        # There is a site, perhaps one that another build published a moment ago (checking
-        # first and renaming after would race it): swap with it.
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:  # not Linux (a replay): two renames, the old site gone for an instant
-        previous = built.with_name(built.name + ".previous")
-        os.rename(site, previous)
-        os.rename(built, site)
-        shutil.rmtree(previous)
-        return
-    at_fdcwd = -100
-    if renameat2(at_fdcwd, str(built).encode(), at_fdcwd, str(site).encode(),
-                 RENAME_EXCHANGE) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"cannot swap {built} into {site}: {os.strerror(code)}")
-    shutil.rmtree(built)  # now holds the previous site
 
 
 def site_folder(root: Path, name: str) -> Path:
@@ -116,18 +87,6 @@ def _built_by_labkit(folder: Path) -> bool:
         return True
     # Sites built before the marker existed: this project's stylesheet beside an index page.
     return (folder / "index.html").is_file() and (folder / "assets" / "labkit.css").is_file()
-
-
-def _clean_stale(state: Path) -> None:
-    """Remove private build folders of builds that were killed (their pid is gone)."""
-    for folder in state.glob("site-*"):
-        pid = folder.name.removeprefix("site-")
-        if left_by_dead_process(pid):
-            shutil.rmtree(folder, ignore_errors=True)
-    for report in state.glob("failures-*.txt"):
-        pid = report.name.removeprefix("failures-").removesuffix(".txt")
-        if left_by_dead_process(pid):
-            report.unlink(missing_ok=True)
 
 
 def build_env(args: argparse.Namespace) -> dict[str, str]:
@@ -221,72 +180,3 @@ def build_site(args: argparse.Namespace) -> int:
         return 1
     print(f"labkit: built {args.site}/ in {elapsed:.1f}s", file=sys.stderr)
     return 0
-
-
-def check(args: argparse.Namespace) -> int:
-    """Run every chapter live and diff each snippet against its transcript; 1 on any drift.
-
-    Every problem is printed and counted, and the check goes on to the next chapter: one
-    run lists everything that drifted.  A lab that cannot start stops it (exit 1).
-    """
-    # Imported here: `labkit build` only starts mkdocs, and should not pay for the check.
-    from ..book import snippets
-    from ..book.build import chapters, recording_labs, run_live
-    from ..book.drift import compare
-    from ..book.transcript import Store
-    from ..model import topology
-    from ..model.errors import TranscriptError
-    from ..model.labs import DEFAULT
-
-    root = project_root()
-    source = root / "docs_src"
-    store = Store(source / "transcripts")
-    problems = 0
-    compared = 0
-    for path in chapters(source):
-        chapter = snippets.load(path, root)
-        if not chapter.snippets:
-            continue
-        shown = _relative(store.path_for(chapter.path), root)
-        try:
-            transcript = store.load(chapter.path)
-        except TranscriptError as exc:
-            print(f"{chapter.path}:1: the transcript cannot be used: {exc}")
-            problems += 1
-            continue
-        if transcript is None:
-            print(f"{chapter.path}:1: no transcript ({shown}) to compare with; "
-                  "record one with `nox -s build` and commit it")
-            problems += 1
-            continue
-        recorded_on = transcript.inventory.get("info", {}).get("backend")
-        if recorded_on != args.lab:
-            print(f"{chapter.path}:1: {shown} was recorded on the {recorded_on} lab; "
-                  f"this check runs on {args.lab}, so there is nothing to compare")
-            problems += 1
-            continue
-        recorded_labs = [transcript.inventory.get("info", {}).get("lab", DEFAULT),
-                         *transcript.labs]
-        if recorded_labs != list(chapter.labs):
-            print(f"{chapter.path}:1: {shown} was recorded on the labs "
-                  f"{', '.join(recorded_labs)}; the chapter now runs on "
-                  f"{', '.join(chapter.labs)}: record it again with `nox -s build`")
-            problems += 1
-            continue
-        with recording_labs(args.lab, topology.default_manifests(root), chapter.labs, {}) as (
-                lab, recorder, others):
-            _, live = run_live(chapter, lab, recorder, keep_going=True, others=others)
-        count, drifts = compare(chapter, transcript, live, shown)
-        compared += count
-        problems += len(drifts)
-        for drift in drifts:
-            print(drift)
-    print(f"labkit check: {compared} snippets compared, {problems} drifted or failed",
-          file=sys.stderr)
-    return 1 if problems else 0
-
-
-def _relative(path: Path, root: Path) -> str:
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(root))
-    return str(path)

@@ -31,14 +31,8 @@ from labkit import Lab
 from labkit.api.recording import Recorder
 from labkit.backends.netns import launcher
 from labkit.figures.node_diagram import diagram
-from labkit.figures.packet_walk import (
-    TCPDUMP,
-    TUNNEL_FILTER,
-    UNDERLAY_FILTER,
-    Frame,
-    parse_capture,
-    walk,
-)
+from labkit.figures.packet_walk import TCPDUMP, TUNNEL_FILTER, UNDERLAY_FILTER, walk
+from labkit.figures.tcpdump import Frame, parse_capture
 
 HERE = Path(__file__).resolve().parent
 

@@ -67,7 +67,7 @@ NETNS_ATTACH = re.compile(r"^netns attach (\S+) (\d+)$")
 
 
 @dataclass
-class Target:
+class Where:
     """A node or a pod: a holder whose namespaces commands enter."""
 
     name: str
@@ -99,7 +99,7 @@ class Target:
 class Job:
     id: int
     pid: int
-    target: Target
+    target: Where
     command: str
     started: float
     t0: float
@@ -168,7 +168,7 @@ RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, 
                  signal.SIGHUP)
 
 
-def spawn(target: Target, argv: list[str], stdio: tuple[int, int, int]) -> int:
+def spawn(target: Where, argv: list[str], stdio: tuple[int, int, int]) -> int:
     """Start ``argv`` inside ``target``'s namespaces (its PID namespace too); its pid."""
     with target.entered():
         return os.posix_spawn(
@@ -178,7 +178,7 @@ def spawn(target: Target, argv: list[str], stdio: tuple[int, int, int]) -> int:
         )
 
 
-def call(target: Target, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
+def call(target: Where, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
     """Run a setup command in ``target`` to completion (before the event loop starts)."""
     feed = os.memfd_create("stdin", os.MFD_CLOEXEC)
     out = os.memfd_create("output", os.MFD_CLOEXEC)
@@ -196,7 +196,7 @@ def call(target: Target, argv: list[str], stdin: bytes = b"") -> tuple[int, str]
         os.close(out)
 
 
-def in_namespace(target: Target, action: Callable[[], None]) -> None:
+def in_namespace(target: Where, action: Callable[[], None]) -> None:
     """Run a Python callable with this process in ``target``'s network, UTS and mount
     namespaces (paths are the target's, as its own processes see them)."""
     try:
@@ -207,7 +207,7 @@ def in_namespace(target: Target, action: Callable[[], None]) -> None:
 
 
 @contextlib.contextmanager
-def entered_net(target: Target) -> Iterator[None]:
+def entered_net(target: Where) -> Iterator[None]:
     """This process in ``target``'s network namespace for a moment (what /proc/sys/net and
     if_nameindex() see)."""
     with target.entered(("net",)):
@@ -223,8 +223,8 @@ def write_sysctls(values: dict[str, str]) -> None:
         path.write_text(value)
 
 
-class Lab:
-    """The running replica: its targets and the commands running in them."""
+class Replica:
+    """The running replica: its holders (one per node and pod) and what runs in them."""
 
     def __init__(self, topo: Topology, encapsulation: str, mapping: str,
                  bird: bool = True, note: str = "") -> None:
@@ -235,8 +235,8 @@ class Lab:
         """Whether every node runs BIRD (IPIP and plain BGP pools, unless told not to)."""
         self.note = note
         self.holders = Holders()
-        self.host = Target("host", "host", None)
-        self.targets: dict[str, Target] = {}
+        self.host = Where("host", "host", None)
+        self.targets: dict[str, Where] = {}
         self.netns: dict[str, str] = {}
         self.started = time.time()
         self.cni_calls: dict[str, Any] = {}
@@ -245,7 +245,7 @@ class Lab:
 
     # -- starting commands ----------------------------------------------------------------
 
-    def spawn(self, target: Target, argv: list[str], stdio: tuple[int, int, int], *,
+    def spawn(self, target: Where, argv: list[str], stdio: tuple[int, int, int], *,
               env: dict[str, str] = COMMAND_ENV, session: bool = True) -> int:
         """Start ``argv`` inside ``target``'s namespaces, straight from this process: its
         pid.  posix_spawn (vfork + exec) costs a fraction of forking this Python process,
@@ -258,12 +258,12 @@ class Lab:
                 setsid=session, setsigdef=RESET_SIGNALS,
             )
 
-    def spawn_command(self, target: Target, command: str, stdio: tuple[int, int, int]) -> int:
+    def spawn_command(self, target: Where, command: str, stdio: tuple[int, int, int]) -> int:
         """``/bin/sh -c command`` in ``target`` the way a reader's shell would run it, in a
         session of its own (so a timeout or Ctrl-C reaches everything it started)."""
         return self.spawn(target, ["/bin/sh", "-c", command], stdio)
 
-    def _start_tool(self, target: Target, tool: str, text: str) -> tuple[int, int]:
+    def _start_tool(self, target: Where, tool: str, text: str) -> tuple[int, int]:
         """Start ``tool -batch -`` reading ``text`` in ``target``: (pid, its output's fd)."""
         feed = os.memfd_create("batch", os.MFD_CLOEXEC)
         out = os.memfd_create("output", os.MFD_CLOEXEC)
@@ -283,7 +283,7 @@ class Lab:
             os.close(feed)
         return pid, out
 
-    def call(self, target: Target, argv: list[str]) -> tuple[int, str]:
+    def call(self, target: Where, argv: list[str]) -> tuple[int, str]:
         """Run a setup command to completion (before the event loop starts)."""
         out = os.memfd_create("output", os.MFD_CLOEXEC)
         try:
@@ -296,7 +296,7 @@ class Lab:
 
     # -- building -------------------------------------------------------------------------
 
-    def hold(self, name: str, kind: str, files: dict[str, str | None] | None = None) -> Target:
+    def hold(self, name: str, kind: str, files: dict[str, str | None] | None = None) -> Where:
         """A node or pod with namespaces, a root filesystem and a PID 1 of its own; its
         /etc names it as docker, kind and the kubelet would (:mod:`.etc`) unless ``files``
         says otherwise."""
@@ -304,11 +304,11 @@ class Lab:
             files = (etc.node_files(self.topo, self.topo.node(name)) if kind == "node"
                      else etc.pod_files(self.topo, self.topo.pod(name)))
         try:
-            return Target(name, kind, self.holders.make(name, files), self.holders)
+            return Where(name, kind, self.holders.make(name, files), self.holders)
         except HolderError as exc:
             raise SetupError(str(exc)) from exc
 
-    def apply(self, target: Target, batch: plan.Batch) -> None:
+    def apply(self, target: Where, batch: plan.Batch) -> None:
         """Apply one batch in ``target`` and wait for it."""
         self.configure([[(target, batch)]])
 
@@ -346,12 +346,12 @@ class Lab:
             for node in topo.nodes
         ])
 
-    def configure(self, pipelines: list[list[tuple[Target, plan.Batch]]]) -> None:
+    def configure(self, pipelines: list[list[tuple[Where, plan.Batch]]]) -> None:
         """Apply batches: each pipeline's in order, up to SETUP_WIDTH commands at once."""
         queues = [deque(a for target, batch in steps for a in self._actions(target, batch))
                   for steps in pipelines]
         holders = {t.pid: t.name for t in self.targets.values()}
-        running: dict[int, tuple[int, int, Target, str]] = {}
+        running: dict[int, tuple[int, int, Where, str]] = {}
         ready = deque(range(len(queues)))
         while ready or running:
             while ready and len(running) < SETUP_WIDTH:
@@ -384,7 +384,7 @@ class Lab:
             ready.append(index)
 
     @staticmethod
-    def _actions(target: Target, batch: plan.Batch) -> Iterator[tuple[str, Target, Any]]:
+    def _actions(target: Where, batch: plan.Batch) -> Iterator[tuple[str, Where, Any]]:
         ip = []
         for line in batch.ip:
             attach = NETNS_ATTACH.match(line)
@@ -399,7 +399,7 @@ class Lab:
             yield "sysctl", target, batch.sysctl
 
     @staticmethod
-    def _holder(target: Target) -> Holder:
+    def _holder(target: Where) -> Holder:
         if target.holder is None:
             raise SetupError(f"{target.name} has no namespaces of its own to name others in")
         return target.holder
@@ -575,7 +575,7 @@ def choose_encapsulation(topo: Topology, manifests: str) -> tuple[str, str]:
 class Server:
     """Serves requests on the lab's socket, one single-threaded event loop."""
 
-    def __init__(self, lab: Lab, listener: socket.socket, parent: int | None) -> None:
+    def __init__(self, lab: Replica, listener: socket.socket, parent: int | None) -> None:
         self.lab = lab
         self.listener = listener
         self.parent = parent
@@ -686,7 +686,7 @@ class Server:
         job.socks.pop(fd).close()
         del job.fds[fd]
 
-    def _launch(self, target: Target, command: str, timeout: float | None,
+    def _launch(self, target: Where, command: str, timeout: float | None,
                 background: bool) -> Job:
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         readers, writers = [], []
@@ -776,7 +776,7 @@ class Server:
             waiter(body)
         job.waiters.clear()
 
-    def _is_gone(self, target: Target) -> bool:
+    def _is_gone(self, target: Where) -> bool:
         """Whether ``target``'s PID 1 has exited, or is exiting (the kernel then kills the
         rest of its PID namespace and lets no new process in)."""
         if target.name in self.gone or target.holder is None:
@@ -797,7 +797,7 @@ class Server:
             return True
         return False
 
-    def _gone_message(self, target: Target, when: str = "") -> str:
+    def _gone_message(self, target: Where, when: str = "") -> str:
         return (f"{target.name} is gone: its PID 1 exited{when}, and every process in it "
                 "with it; nothing can run there any more")
 
@@ -919,10 +919,10 @@ class Server:
         except Exception as exc:  # report, never die: the lab outlives one bad request
             fail("LabError", f"{type(exc).__name__}: {exc}")
 
-    def _target(self, name: object) -> Target | None:
+    def _target(self, name: object) -> Where | None:
         return self.lab.targets.get(str(name)) if isinstance(name, str) else None
 
-    def _damage_message(self, gone: list[Target]) -> str:
+    def _damage_message(self, gone: list[Where]) -> str:
         """What `labkit sh` and `labkit status` say of a lab with a node or pod gone."""
         names = "; ".join(f"{t.kind} {self._gone_message(t)}" for t in gone)
         return f"the lab is damaged: {names}; `labkit down` and `labkit up` start a new lab"
@@ -944,7 +944,7 @@ def become_lab_init(config: dict[str, Any], handshake: Any) -> int:
     encapsulation = config.get("encapsulation")
     if not encapsulation:
         encapsulation, note = choose_encapsulation(topo, config["manifests"])
-    lab = Lab(topo, encapsulation, config["mapping"], bird=config.get("bird", True), note=note)
+    lab = Replica(topo, encapsulation, config["mapping"], bird=config.get("bird", True), note=note)
     lab.build()
     lab.start_bird()
     handshake.write("ready " + json.dumps(lab.inventory()) + "\n")

@@ -31,7 +31,7 @@ from ...model.topology import Topology
 from . import cni, linux, plan
 
 if TYPE_CHECKING:
-    from .agent import Lab, Target
+    from .agent import Replica, Where
 
 # The CNI config containerd runs first for every pod (go-cni's loopback network).
 LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}
@@ -114,7 +114,7 @@ def node_files(topo: Topology, name: str) -> dict[str, str]:
     }
 
 
-def runner(target: Target) -> cni.Runner:
+def runner(target: Where) -> cni.Runner:
     """Run a plugin in ``target``'s namespaces, keeping its stdout apart from its stderr."""
     from .agent import spawn
 
@@ -139,7 +139,7 @@ def runner(target: Target) -> cni.Runner:
     return run
 
 
-def attach(lab: Lab, pod: str, folder: str) -> list[cni.Call]:
+def attach(lab: Replica, pod: str, folder: str) -> list[cni.Call]:
     """What containerd does for a new pod sandbox on a Flannel node; the plugins' results."""
     from .agent import SetupError, call, which
 
@@ -186,7 +186,7 @@ def attach(lab: Lab, pod: str, folder: str) -> list[cni.Call]:
     return calls
 
 
-def build(lab: Lab) -> None:
+def build(lab: Replica) -> None:
     """Hold every node and pod, then do what kind, flanneld and containerd would."""
     from .agent import in_namespace
 
@@ -208,7 +208,7 @@ def build(lab: Lab) -> None:
     lab.cni_folder = folder
 
 
-def inventory(lab: Lab) -> dict[str, Any]:
+def inventory(lab: Replica) -> dict[str, Any]:
     """The Flannel lab's inventory: pods as the plugins attached them."""
     topo = lab.topo
     calls: dict[str, list[cni.Call]] = lab.cni_calls

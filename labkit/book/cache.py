@@ -1,0 +1,115 @@
+# The cache: what a chapter's outputs depend on, and which recordings this checkout made.
+"""A chapter whose key is unchanged, and whose transcript this checkout recorded, is
+replayed instead of run."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..model.version import __version__
+from . import snippets
+from .transcript import Transcript
+
+# What each input of a chapter's key is, in the words of a build's log.
+INPUTS = {
+    "snippets": "the chapter's snippets (code or options)",
+    "manifests": "the lab's manifests",
+    "code": "labkit's source",
+    "labkit": "labkit's version",
+    "lab": "the lab",
+    "labs": "the labs the chapter runs on (front matter lab/labs)",
+    "fresh_lab": "the chapter's fresh_lab setting",
+}
+
+
+# labkit's own files that cannot change what any chapter prints: the command line (the
+# benchmark is outside the package); and the other lab's backend.
+NOT_IN_KEY = ("cli.py",)
+OTHER_BACKEND = {"netns": "backends/kind/", "kind": "backends/netns/"}
+
+
+def code_fingerprint(lab: str = "netns") -> str:
+    """Hash of labkit's source that can change what a chapter run on ``lab`` prints: all of
+    it but :data:`NOT_IN_KEY` and the other lab's backend (rendering is in it)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    other = OTHER_BACKEND.get(lab)
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()
+        if name in NOT_IN_KEY or (other and name.startswith(other)):
+            continue
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
+               code: str) -> dict[str, Any]:
+    """Everything that can change a chapter's outputs; prose and line numbers are not in it.
+
+    ``lab`` is the backend; ``manifests`` the fingerprint of every lab the chapter uses
+    (:func:`manifests_fingerprint`).
+    """
+    snippet_material = [[s.code, sorted(s.options.items())] for s in chapter.snippets]
+    return {
+        "snippets": sha256_of(snippet_material),
+        "manifests": manifests,
+        "code": code,
+        "labkit": __version__,
+        "lab": lab,
+        "labs": list(chapter.labs),
+        "fresh_lab": bool(chapter.meta.get("fresh_lab")),
+    }
+
+
+def chapter_key(inputs: dict[str, Any]) -> str:
+    """The hash of :func:`key_inputs`: equal keys mean the outputs need not be printed again."""
+    return sha256_of(inputs)
+
+
+def sha256_of(material: Any) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def changed_inputs(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between a transcript's key inputs and this build's, in a reader's words."""
+    if not recorded:
+        return ["the transcript does not say what it was recorded from"]
+    return [INPUTS.get(name, name) for name in now if recorded.get(name) != now[name]]
+
+
+class Runs:
+    """This checkout's record of the transcripts it wrote itself (``.labkit/runs.json``).
+
+    A fresh clone has the committed transcripts but has run nothing: its first
+    build runs every chapter live.  Only outputs this checkout printed count as
+    a cache.
+    """
+
+    def __init__(self, state: Path) -> None:
+        self.path = state / "runs.json"
+        try:
+            self.data: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def recorded(self, transcript: Transcript) -> bool:
+        return self.data.get(transcript.chapter) == transcript.checksum
+
+    def remember(self, transcript: Transcript) -> None:
+        # Chapters run in child processes (perhaps several at once): each adds its own line
+        # to what is on disk, under a lock, rather than writing back an old copy.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError, ValueError):
+                self.data = json.loads(self.path.read_text())
+            self.data[transcript.chapter] = transcript.checksum
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
