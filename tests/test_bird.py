@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit.backends.netns import agent, bird
+from labkit.backends.netns import bird, replica, spawn
 from labkit.model import topology
 from labkit.model.errors import LabUnavailable, ManifestError
 
@@ -160,9 +160,9 @@ def test_confd_configuration_for_worker2() -> None:
 def test_bird_parses_the_configuration(tmp_path: Path, mode: str) -> None:
     for name, text in bird.config_files(topology.load(ROOT / "manifests"), W2, mode).items():
         (tmp_path / name).write_text(text)
-    # The lab's own PATH (agent.which), not the test's: an ordinary user's PATH, as CI's,
+    # The lab's own PATH (spawn.which), not the test's: an ordinary user's PATH, as CI's,
     # often lacks /usr/sbin, where Debian puts bird.
-    parsed = subprocess.run([agent.which("bird"), "-p", "-c", str(tmp_path / "bird.cfg")],
+    parsed = subprocess.run([spawn.which("bird"), "-p", "-c", str(tmp_path / "bird.cfg")],
                             capture_output=True, text=True)
     assert parsed.returncode == 0, parsed.stderr
 
@@ -217,11 +217,11 @@ def test_a_pool_mode_mistake_names_the_file(tmp_path: Path, ipip: str, vxlan: st
 def test_a_missing_bird_names_the_package(monkeypatch: pytest.MonkeyPatch,
                                           tmp_path: Path) -> None:
     def which(tool: str) -> str:
-        raise agent.SetupError(f"`{tool}` is not installed")
+        raise spawn.SetupError(f"`{tool}` is not installed")
 
-    monkeypatch.setattr(agent, "which", which)
-    lab = agent.Replica(topology.load(manifests(tmp_path, "Never")), "None", "full")
-    with pytest.raises(agent.SetupError) as failed:
+    monkeypatch.setattr(replica, "which", which)
+    lab = replica.Replica(topology.load(manifests(tmp_path, "Never")), "None", "full")
+    with pytest.raises(spawn.SetupError) as failed:
         lab.start_bird()
     assert str(failed.value).startswith("`bird` is not installed: a pool with ipipMode Never "
                                         "and vxlanMode Never routes with BGP")

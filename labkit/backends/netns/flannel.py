@@ -31,7 +31,8 @@ from ...model.topology import Topology
 from . import cni, linux, plan
 
 if TYPE_CHECKING:
-    from .agent import Replica, Where
+    from .replica import Replica
+    from .spawn import Where
 
 # The CNI config containerd runs first for every pod (go-cni's loopback network).
 LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}
@@ -79,7 +80,7 @@ def node_batch(topo: Topology, name: str) -> plan.Batch:
 def private_files(node: str, files: dict[str, str]) -> None:
     """In a node's mount namespace: its own /etc, /var/lib and /run/flannel, then ``files``.
 
-    Runs inside the node (see :func:`labkit.backends.netns.agent.in_namespace`).  The overlays'
+    Runs inside the node (see :func:`labkit.backends.netns.spawn.in_namespace`).  The overlays'
     upper layers live on a tmpfs that is detached again once they are mounted, so the
     node's files exist only in memory and only in this node's view.
     """
@@ -116,7 +117,7 @@ def node_files(topo: Topology, name: str) -> dict[str, str]:
 
 def runner(target: Where) -> cni.Runner:
     """Run a plugin in ``target``'s namespaces, keeping its stdout apart from its stderr."""
-    from .agent import spawn
+    from .spawn import spawn
 
     def run(argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
         in_r, in_w = os.pipe()
@@ -141,7 +142,7 @@ def runner(target: Where) -> cni.Runner:
 
 def attach(lab: Replica, pod: str, folder: str) -> list[cni.Call]:
     """What containerd does for a new pod sandbox on a Flannel node; the plugins' results."""
-    from .agent import SetupError, call, which
+    from .spawn import SetupError, call, which
 
     topo = lab.topo
     spec = next(p for p in topo.pods if p.name == pod)
@@ -188,7 +189,7 @@ def attach(lab: Replica, pod: str, folder: str) -> list[cni.Call]:
 
 def build(lab: Replica) -> None:
     """Hold every node and pod, then do what kind, flanneld and containerd would."""
-    from .agent import in_namespace
+    from .spawn import in_namespace
 
     topo = lab.topo
     folder = cni.plugin_dir()
