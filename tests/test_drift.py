@@ -135,3 +135,29 @@ def test_a_snippet_that_now_fails_is_named(recorded: Recorded) -> None:
     assert re.search(rf"docs_src/01-same-node\.md:{line - 1}: the snippet failed on the live "
                      rf"lab: docs_src/01-same-node\.md:{line}: `ip addr show eth7` .* exited "
                      "with 1", done.stdout)
+
+
+def test_a_snippet_that_ends_the_interpreter_fails_the_check_at_its_line(
+        recorded: Recorded) -> None:
+    # Run in-process, `os._exit(0)` would end the check early with exit 0, as if nothing
+    # drifted; run like the build runs a chapter, it is a failure at its line, and the
+    # next chapter is still compared.
+    copy = recorded.copy
+    copy.edit("01-same-node.md", ADDR, "import os; os._exit(0)")
+    store = Store(copy.transcripts)
+    transcript = store.load("docs_src/01-same-node.md")
+    assert transcript is not None
+    transcript.snippets[1].code = transcript.snippets[1].code.replace(
+        ADDR, "import os; os._exit(0)")
+    store.save(transcript)
+    line = copy.line_of("01-same-node.md", "os._exit(0)")
+    done = copy.cli("check")
+    assert done.returncode == 1, done.stdout + done.stderr
+    start = transcript.snippets[1].line
+    assert f"docs_src/01-same-node.md:{start}: the snippet ended the process running its " \
+           "chapter (it exited with status 0" in done.stdout, (line, done.stdout)
+    # Chapter 02's snippets ran and matched: counted as compared, not as failures.
+    compared = re.search(r"labkit check: (\d+) snippets compared, 1 drifted or failed",
+                         done.stderr)
+    chapter = snippets.load(copy.source / "02-setup.md", copy.root)
+    assert compared is not None and int(compared[1]) >= len(chapter.snippets), done.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .site import project_root
@@ -20,10 +21,11 @@ def check(args: argparse.Namespace) -> int:
     # Imported here: `labkit build` only starts mkdocs, and should not pay for the check.
     from ..book import snippets
     from ..book.build import chapters, recording_labs, run_live
-    from ..book.drift import compare
-    from ..book.transcript import Store
+    from ..book.chapter_process import ChapterDied, run_chapter
+    from ..book.drift import Drift, compare
+    from ..book.transcript import Store, Transcript
     from ..model import topology
-    from ..model.errors import TranscriptError
+    from ..model.errors import SnippetError, TranscriptError
     from ..model.labs import DEFAULT
 
     root = project_root()
@@ -61,10 +63,25 @@ def check(args: argparse.Namespace) -> int:
                   f"{', '.join(chapter.labs)}: record it again with `nox -s build`")
             problems += 1
             continue
-        with recording_labs(args.lab, topology.default_manifests(root), chapter.labs, {}) as (
-                lab, recorder, others):
-            _, live = run_live(chapter, lab, recorder, keep_going=True, others=others)
-        count, drifts = compare(chapter, transcript, live, shown)
+
+        def work(report: Callable[[int], None], log: Callable[[str], None],
+                 chapter: snippets.Chapter = chapter, transcript: Transcript = transcript,
+                 shown: str = shown) -> tuple[int, list[Drift]]:
+            with recording_labs(args.lab, topology.default_manifests(root), chapter.labs,
+                                {}) as (lab, recorder, others):
+                _, live = run_live(chapter, lab, recorder, keep_going=True, others=others,
+                                   on_start=report)
+            return compare(chapter, transcript, live, shown)
+
+        # In a child process, as the build runs a chapter: a snippet that ends its
+        # interpreter (os._exit, a signal) is a failure at its line, not a check that
+        # stops early and exits 0.
+        try:
+            count, drifts = run_chapter(chapter.path, work, _log)
+        except (SnippetError, ChapterDied) as exc:
+            print(exc)
+            problems += 1
+            continue
         compared += count
         problems += len(drifts)
         for drift in drifts:
@@ -72,6 +89,10 @@ def check(args: argparse.Namespace) -> int:
     print(f"labkit check: {compared} snippets compared, {problems} drifted or failed",
           file=sys.stderr)
     return 1 if problems else 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _relative(path: Path, root: Path) -> str:
