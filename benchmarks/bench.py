@@ -138,10 +138,13 @@ def scale_manifests(where: Path, nodes: int, pods: int, block_prefix: int = 26) 
     shutil.copy(ROOT / "manifests" / "calico.yaml", where / "calico.yaml")
     roles = ["control-plane"] + ["worker"] * (nodes - 1)
     names = topology.node_names("calico-ipip", roles)
+    # Every node runs the seed's node image (the schema asks each node for one).
+    image = yaml.safe_load((ROOT / "manifests" / "kind-cluster.yaml").read_text())["nodes"][0][
+        "image"]
     (where / "kind-cluster.yaml").write_text(yaml.safe_dump({
         "kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "calico-ipip",
         "networking": {"disableDefaultCNI": True, "podSubnet": "10.244.0.0/16"},
-        "nodes": [{"role": role} for role in roles],
+        "nodes": [{"role": role, "image": image} for role in roles],
     }))
     deployment = yaml.safe_load((ROOT / "manifests" / "app-deployment.yaml").read_text())
     deployment["spec"]["replicas"] = pods
