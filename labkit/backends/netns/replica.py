@@ -14,7 +14,7 @@ from typing import Any
 
 from ...model import calico
 from ...model.topology import Topology
-from . import bird, etc, linux, plan
+from . import bird, etc, linux, plan, rtnetlink
 from .holder import Holder, HolderError, Holders
 from .spawn import (
     COMMAND_ENV,
@@ -191,6 +191,8 @@ class Replica:
                     elif what == "attach":
                         name, pid = detail
                         self.holders.attach_netns(self._holder(target), name, pid)
+                    elif what == "netlink":
+                        self._send(target, detail)
                     else:
                         pid, out = self._start_tool(target, what, detail)
                         running[pid] = (index, out, target, what)
@@ -218,11 +220,24 @@ class Replica:
                 yield "attach", target, (attach[1], int(attach[2]))
             else:
                 ip.append(line)
+        # A pod's lines go straight to the kernel (one exec of `ip` per pod was half of a
+        # large lab's start-up); a batch with any other line goes to `ip -batch` whole.
+        requests = rtnetlink.parse(ip) if ip else None
+        if requests is not None:
+            yield "netlink", target, requests
+            ip = []
         for tool, lines in (("ip", ip), ("bridge", batch.bridge)):
             if lines:
                 yield tool, target, "\n".join(lines) + "\n"
         if batch.sysctl:
             yield "sysctl", target, batch.sysctl
+
+    def _send(self, target: Where, requests: list[rtnetlink.Request]) -> None:
+        try:
+            with self.holders.entered(target.holder, names=("net",)):
+                rtnetlink.send(requests)
+        except rtnetlink.NetlinkError as exc:
+            raise SetupError(f"configuring {target.name}: {exc.strerror}") from exc
 
     @staticmethod
     def _holder(target: Where) -> Holder:
