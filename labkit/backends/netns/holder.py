@@ -148,10 +148,6 @@ class Holders:
 
     def _build(self, name: str, files: dict[str, str | None], fds: dict[str, int]) -> int:
         linux.sethostname(name)
-        # Duplicate address detection on a point-to-point veth can find nothing, but it
-        # leaves every fresh link-local address "tentative" for a second or two, so what
-        # `ip addr` prints would depend on how fast the reader typed.
-        Path("/proc/sys/net/ipv6/conf/default/accept_dad").write_text("0")
         stage, root = str(self.work / "stage"), str(self.work / "root")
         linux.mount("tmpfs", stage, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=700")
         linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755")
@@ -170,8 +166,8 @@ class Holders:
             os.mkdir(f"{root}/{lower}", 0o755)
             linux.mount("overlay", f"{root}/{lower}", "overlay", linux.MS_NOSUID,
                         f"lowerdir=/{lower},upperdir={upper},workdir={work},userxattr")
-        # The overlays hold their layers; the staging tmpfs needs no name any more.
-        linux.umount(stage, linux.MNT_DETACH)
+        # The overlays hold their layers: the staging tmpfs goes with the build machine's
+        # tree when _pivot detaches it (one unmount, one RCU grace period, for both).
         for sub in EMPTY_DIRS:
             os.mkdir(f"{root}/{sub}", 0o755)
         for sub, mode in (("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700)):
@@ -191,12 +187,14 @@ class Holders:
                 linux.attach(tree, f"{root}/proc")
             finally:
                 os.close(tree)
+            _no_dad(root)
             self._pivot(root)
             return pid
         # Before Linux 6.15 only a process inside the PID namespace can mount its /proc:
         # util-linux's unshare does it there, on top of this one (a proc mount in a user
         # namespace needs one to exist already), then becomes the pause process.
         linux.mount("proc", f"{root}/proc", "proc", MOUNT_FLAGS)
+        _no_dad(root)
         self._pivot(root)
         pid = self._spawn(self.unshare, [self.unshare, "--mount-proc", "--", PAUSE, "-P"])
         fds["pid"] = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
@@ -271,6 +269,19 @@ class Holders:
                 linux.attach(tree, f"/run/netns/{name}")
         finally:
             os.close(tree)
+
+
+def _no_dad(root: str) -> None:
+    """Turn off IPv6 duplicate address detection for the devices the holder will get.
+
+    DAD on a point-to-point veth can find nothing, but it leaves every fresh link-local
+    address "tentative" for a second or two, so what `ip addr` prints would depend on
+    how fast the reader typed.  Written through the holder's own /proc (a procfs of its
+    own): the build machine's /proc/sys keeps one cached entry per network namespace
+    under the same name, and the kernel compares them all on every lookup there, which
+    made each new holder cost more than the one before.
+    """
+    Path(f"{root}/proc/sys/net/ipv6/conf/default/accept_dad").write_text("0")
 
 
 def _write_etc(upper: str, files: dict[str, str | None]) -> None:

@@ -186,7 +186,10 @@ class Replica:
                 while queue:
                     what, target, detail = queue.popleft()
                     if what == "sysctl":
-                        with self.holders.entered(target.holder, names=("net",)):
+                        # Through the node's or pod's own /proc: the agent's keeps an entry
+                        # per network namespace under each name and compares them all on
+                        # every lookup, a cost that grew with every pod.
+                        with self.holders.entered(target.holder, names=("net", "mnt")):
                             write_sysctls(detail)
                     elif what == "attach":
                         name, pid = detail
