@@ -3,25 +3,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import mkdocs_gen_files
 from mkdocs.exceptions import PluginError
 
 from labkit import LabError
-from labkit.book.build import build, options_from_env
-from labkit.model.topology import default_manifests
+from labkit.book.build import build, options_for
 
 # The project is where this mkdocs.yml is, not where labkit is installed: a copy of the
-# project (or labkit installed from PyPI) must build its own chapters into its own state,
-# from its own manifests unless LABKIT_MANIFESTS names others (as for `labkit up`).
+# project (or labkit installed from PyPI) builds its own chapters (`labkit build` has
+# started them already, in this process: build() collects them).
 root = Path(mkdocs_gen_files.config.config_file_path).resolve().parent
-options = dataclasses.replace(options_from_env(), source=root / "docs_src",
-                              state=root / ".labkit", manifests=default_manifests(root))
 
 try:
-    pages = build(options)
+    pages = build(options_for(root))
 except LabError as exc:
     # A BuildError ends `mkdocs build` with this message and no traceback.
     raise PluginError(str(exc)) from None

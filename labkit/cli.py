@@ -10,7 +10,7 @@
 
 LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such as
 ``flannel``); ``--lab netns|kind`` picks the backend that runs it.
-    labkit build [--lab L] [--replay] [--keep-going] [--fresh]
+    labkit build [--lab L] [--replay] [--keep-going] [--fresh] [--jobs N]
                                       run the chapters and build site/ with mkdocs
     labkit check [--lab L]            run every snippet live, diff against transcripts
     labkit pin [manifest|calicoctl|flannel]   kind lab: record the sha256 of what it downloads
@@ -128,6 +128,19 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
                      help="run every chapter live, even those recorded unchanged")
     parser.add_argument("--keep-going", action="store_true",
                         help="show a failing snippet as an error box on its page and go on")
+    parser.add_argument("--jobs", type=_jobs, default=0, metavar="N",
+                        help="run at most N chapters at once (default 0: all of them; "
+                             "the kind lab runs one at a time)")
+
+
+def _jobs(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = -1
+    if jobs < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of chapters (0: all)")
+    return jobs
 
 
 def _cluster(args: argparse.Namespace) -> str:

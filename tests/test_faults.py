@@ -236,7 +236,7 @@ def test_ctrl_c_mid_snippet_stops_cleanly(built: Project) -> None:
     _wait_for(sleep.encode(), build)
     kill_group(build, signal.SIGINT)  # what the terminal sends the whole job on Ctrl-C
     _, stderr = build.communicate(timeout=30)
-    assert build.returncode == 130
+    assert build.returncode == 130, stderr
     assert "labkit: interrupted" in stderr
     assert "Traceback" not in stderr
     assert_nothing_left(built, host_before, recorded)

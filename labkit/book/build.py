@@ -4,8 +4,8 @@
 :func:`build` turns ``docs_src/*.md`` into plain Markdown pages.  Per
 chapter it decides how to get the outputs:
 
-- **live**: start a lab (a fresh one per chapter, so a chapter that breaks
-  its lab cannot harm the next), run every snippet, record the transcript;
+- **live**: start a lab (a fresh one per chapter, built identically, so a chapter
+  that breaks its lab cannot harm the next), run every snippet, record the transcript;
 - **cached**: the chapter's key (its snippets, the manifests, labkit's code,
   the lab) matches the transcript this checkout recorded live, so nothing is
   run: the recorded outputs are replayed, and the page says when they were
@@ -13,11 +13,16 @@ chapter it decides how to get the outputs:
 - **replay** (``mode="replay"``): no lab at all, from the committed
   transcripts.
 
+Each chapter with snippets runs in a child process of its own, and on the netns lab they
+all run at once (:class:`~labkit.book.chapter_process.SideBySide`): a cold build takes about
+as long as its slowest chapter.  Pages, log lines and errors still come in chapter order.
+
 The mkdocs-gen-files script and sybil are thin callers of this module.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -30,15 +35,14 @@ from typing import Any
 
 from ..api.lab import Lab
 from ..api.recording import Recorder, Replayer
-from ..figures.markdown import fence
 from ..model import labs, topology
 from ..model.errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from ..model.version import __version__
 from . import snippets
 from .cache import Runs, changed_inputs, chapter_key, code_fingerprint, key_inputs, sha256_of
-from .chapter_process import SnippetEndedProcess, run_chapter
-from .execute import ChapterRun, SnippetRun, skip_reason
-from .render import Provenance, after_title, render_chapter
+from .chapter_process import ChapterProcess, SideBySide, SnippetEndedProcess, SnippetHung
+from .execute import ChapterRun, skip_reason
+from .render import Provenance, render_chapter, render_failed
 from .transcript import SnippetRecord, Store, Transcript
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +63,9 @@ class Options:
     """``auto`` (live, reusing this checkout's unchanged recordings), ``live``, ``replay``."""
     keep_going: bool = False
     """Render a failing snippet as an error box and go on, instead of failing the build."""
+    jobs: int = 0
+    """How many chapters run at once (0: all of them).  The kind lab runs one at a time:
+    its chapters share one real cluster."""
     state: Path = ROOT / ".labkit"
     """This checkout's private state: which transcripts it recorded live."""
     manifests: Path = field(default_factory=topology.default_manifests)
@@ -67,7 +74,8 @@ class Options:
     chapter's key."""
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
     on_snippet: Callable[[int], None] | None = None
-    """Told the chapter line of each snippet as it starts (set by :func:`build_chapter`)."""
+    """Told the chapter line of each snippet as it starts, 0 as it ends (set by
+    :func:`chapter_process`)."""
 
     @property
     def transcripts(self) -> Path:
@@ -195,15 +203,16 @@ def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[s
     recorded: list[tuple[Lab, Recorder]] = []
     owned: list[Lab] = []
     try:
-        for index, name in enumerate(names):
-            if kind == "kind":
+        if kind == "kind":
+            bases = []
+            for name in names:
                 key = f"kind:{name}"
                 if key not in opened:
                     opened[key] = _open("kind", manifests=labs.manifests(name, root))
-                base = opened[key]
-            else:
-                base = _open(kind, manifests=labs.manifests(name, root))
-                owned.append(base)
+                bases.append(opened[key])
+        else:
+            owned = bases = _open_together(kind, [labs.manifests(name, root) for name in names])
+        for index, (name, base) in enumerate(zip(names, bases, strict=True)):
             recorder = Recorder(base.backend, lab=None if index == 0 else name)
             recorded.append((Lab(recorder), recorder))
         lab, recorder = recorded[0]
@@ -213,18 +222,23 @@ def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[s
             base.close()
 
 
-def build(options: Options) -> list[Page]:
-    """Build every chapter into a :class:`Page`; raise LabError on the first failure."""
-    if options.mode not in MODES:
-        raise LabError(f"unknown build mode {options.mode!r}: choose {', '.join(MODES)}")
-    store = Store(options.transcripts, scratch=options.state / "tmp")
-    runs = Runs(options.state)
-    fingerprints = Fingerprints(options.manifests)
-    fingerprints[labs.DEFAULT]  # a broken default lab fails the build before any chapter
-    code = code_fingerprint(options.lab)
-    pages: list[Page] = []
-    opened: dict[str, Lab] = {}
-    try:
+class Build:
+    """One build, its chapters started: :meth:`pages` collects them, in chapter order.
+
+    Every chapter is read (and its labs checked) before any runs, so a malformed one fails
+    the build before a lab starts; then they run side by side.
+    """
+
+    def __init__(self, options: Options) -> None:
+        if options.mode not in MODES:
+            raise LabError(f"unknown build mode {options.mode!r}: choose {', '.join(MODES)}")
+        self.options = options
+        self.store = Store(options.transcripts, scratch=options.state / "tmp")
+        self.runs = Runs(options.state)
+        fingerprints = Fingerprints(options.manifests)
+        fingerprints[labs.DEFAULT]  # a broken default lab fails the build before any chapter
+        self.code = code_fingerprint(options.lab)
+        self.loaded: list[tuple[snippets.Chapter, str]] = []
         for path in chapters(options.source):
             chapter = snippets.load(path, options.source.parent)
             if not chapter.snippets:
@@ -232,16 +246,121 @@ def build(options: Options) -> list[Page]:
             else:
                 _check_labs(chapter, options.manifests)
                 manifests = manifests_fingerprint(chapter.labs, fingerprints)
-            pages.append(build_chapter(chapter, options, store, runs, manifests, code))
-    finally:
-        for lab in opened.values():
+            self.loaded.append((chapter, manifests))
+        processes = [chapter_process(chapter, options, self.store, self.runs, manifests,
+                                     self.code)
+                     for chapter, manifests in self.loaded if chapter.snippets]
+        # A kind cluster is one real cluster that every chapter uses: one chapter at a time.
+        self.side = SideBySide(processes, 1 if options.lab == "kind" else options.jobs)
+        self.side.start()
+
+    def close(self) -> None:
+        """Stop the chapters still running (the build failed or was interrupted)."""
+        self.side.close()
+
+    def pages(self) -> list[Page]:
+        """Every chapter's page; raise LabError on the first failure, in chapter order."""
+        options = self.options
+        pages: list[Page] = []
+        with self.side:
+            done = iter(self.side)
+            try:
+                for chapter, manifests in self.loaded:
+                    if not chapter.snippets:
+                        pages.append(_build_one(chapter, options, self.store, self.runs,
+                                                manifests, self.code, {}))
+                        continue
+                    try:
+                        pages.append(next(done).result())
+                    except (SnippetEndedProcess, SnippetHung) as exc:
+                        if not options.keep_going:
+                            raise
+                        options.log(f"labkit: error: {exc}")
+                        pages.append(_failed(chapter, exc, _STOPPED_TITLE[type(exc)]))
+            except KeyboardInterrupt:
+                running = self.side.running()
+                if running:
+                    options.log(f"labkit: interrupted while running {', '.join(running)}")
+                raise
+        failures = [str(error) for page in pages for error in page.errors]
+        report = failures_file(options.state)
+        if failures:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text("\n\0".join(failures), encoding="utf-8")
+        return pages
+
+
+def _open_together(kind: str, manifests: list[Path]) -> list[Lab]:
+    """New labs from ``manifests``, started at once (each agent builds its own lab): a
+    chapter with two labs waits for the slower one, not for both.  If one cannot start, the
+    others are closed and the first error, in the order given, is raised."""
+    from ..backends import open_lab as _open
+
+    if len(manifests) == 1:
+        return [_open(kind, manifests=manifests[0])]
+    with concurrent.futures.ThreadPoolExecutor(len(manifests)) as pool:
+        futures = [pool.submit(_open, kind, manifests=each) for each in manifests]
+    started = [f.result() for f in futures if f.exception() is None]
+    failed = [error for f in futures if (error := f.exception()) is not None]
+    if failed:
+        for lab in started:
             lab.close()
-    failures = [str(error) for page in pages for error in page.errors]
-    report = failures_file(options.state)
-    if failures:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text("\n\0".join(failures), encoding="utf-8")
-    return pages
+        raise failed[0]
+    return started
+
+
+def build(options: Options) -> list[Page]:
+    """Build every chapter into a :class:`Page`; raise LabError on the first failure.
+
+    If :func:`start_early` started this very build, its chapters are already running.
+    """
+    early = _take_early(options)
+    if isinstance(early, LabError):
+        raise early
+    return (early or Build(options)).pages()
+
+
+_early: tuple[tuple[object, ...], Build | LabError] | None = None
+"""What :func:`start_early` started (or the error it met), and for which options."""
+
+
+def _same_build(options: Options) -> tuple[object, ...]:
+    return (options.source.resolve(), options.state.resolve(), options.manifests.resolve(),
+            options.lab, options.mode, options.keep_going, options.jobs)
+
+
+def start_early(options: Options) -> None:
+    """Start the build's chapters now, in this process, for the :func:`build` that mkdocs'
+    gen-files script calls here later: they run while mkdocs loads its theme and plugins.
+    A LabError is kept for that call to raise, where mkdocs reports it."""
+    global _early
+    forget_early()
+    try:
+        started: Build | LabError = Build(options)
+    except LabError as exc:
+        started = exc
+    _early = (_same_build(options), started)
+
+
+def _take_early(options: Options) -> Build | LabError | None:
+    global _early
+    if _early is None:
+        return None
+    (key, early), _early = _early, None
+    if key != _same_build(options):
+        if isinstance(early, Build):
+            early.close()  # not this build's chapters
+        return None
+    return early
+
+
+def forget_early() -> None:
+    """Stop what :func:`start_early` started, if no build took it (mkdocs failed first)."""
+    global _early
+    if _early is not None:
+        (_, early), _early = _early, None
+        if isinstance(early, Build):
+            early.close()
 
 
 def failures_file(state: Path) -> Path:
@@ -250,13 +369,15 @@ def failures_file(state: Path) -> Path:
     return state / f"failures-{os.getpid()}.txt"
 
 
-def build_chapter(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
-                  manifests: str, code: str) -> Page:
-    """One chapter's page, its snippets run in a child process (:mod:`labkit.book.chapter_process`)
-    so that one which ends its interpreter fails at its line instead of ending the build."""
-    if not chapter.snippets:
-        return _build_one(chapter, options, store, runs, manifests, code, {})
+_STOPPED_TITLE = {SnippetEndedProcess: "本章的代码段结束了运行它的进程",
+                  SnippetHung: "本章的代码段超时后没有停下，运行它的进程被结束"}
 
+
+def chapter_process(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
+                    manifests: str, code: str) -> ChapterProcess[Page]:
+    """One chapter's page, made in a child process (:mod:`labkit.book.chapter_process`) so
+    that a snippet which ends its interpreter, or hangs, fails at its line instead of
+    ending the build; not started yet."""
     def work(report: Callable[[int], None], log: Callable[[str], None]) -> Page:
         here = dataclasses.replace(options, log=log, on_snippet=report)
         opened: dict[str, Lab] = {}
@@ -266,12 +387,8 @@ def build_chapter(chapter: snippets.Chapter, options: Options, store: Store, run
             for lab in opened.values():
                 lab.close()
 
-    try:
-        return run_chapter(chapter.path, work, options.log)
-    except SnippetEndedProcess as exc:
-        if not options.keep_going:
-            raise
-        return _failed_page(chapter, options, exc, "本章的代码段结束了运行它的进程")
+    return ChapterProcess(chapter.path, work, options.log,
+                          {s.line: s.timeout for s in chapter.snippets})
 
 
 def _build_one(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
@@ -380,23 +497,24 @@ def _unreplayable(chapter: snippets.Chapter, options: Options, problem: Transcri
     """A chapter a replay cannot show: fail, or (--keep-going) a page that says so plainly."""
     if not options.keep_going:
         raise problem
-    return _failed_page(chapter, options, problem, "本章的输出无法回放",
-                        "这次构建没有启动实验室，而本章没有可用的 transcript，")
-
-
-def _failed_page(chapter: snippets.Chapter, options: Options, problem: LabError, title: str,
-                 why: str = "") -> Page:
-    """A page with no output at all, which says plainly why (--keep-going)."""
     options.log(f"labkit: error: {problem}")
-    failed = [SnippetRun(s, error=SnippetError(s.path, s.line, str(problem)))
-              for s in chapter.snippets]
-    body = render_chapter(chapter, failed, {}, None)
-    notice = (f'!!! failure "{title}"\n\n'
-              f"    {why}所以页面上没有任何终端输出：\n\n" + fence(str(problem), "text", "    ")
-              + "\n")
-    markdown = after_title(body, notice)
-    return Page(chapter.path, Path(chapter.path).name, markdown, "failed", [
-        r.error for r in failed if r.error])
+    return _failed(chapter, problem, "本章的输出无法回放",
+                   "这次构建没有启动实验室，而本章没有可用的 transcript，")
+
+
+def _failed(chapter: snippets.Chapter, problem: LabError, title: str, why: str = "") -> Page:
+    """A page with no output at all, which says plainly why (--keep-going)."""
+    markdown, errors = render_failed(chapter, problem, title, why)
+    return Page(chapter.path, Path(chapter.path).name, markdown, "failed", errors)
+
+
+def options_for(root: Path) -> Options:
+    """How ``labkit build`` builds the project whose ``mkdocs.yml`` is in ``root``: its own
+    chapters into its own state, from its own manifests unless LABKIT_MANIFESTS names
+    others (as for ``labkit up``), the rest from the environment."""
+    return dataclasses.replace(options_from_env(), source=root / "docs_src",
+                               state=root / ".labkit",
+                               manifests=topology.default_manifests(root))
 
 
 def options_from_env() -> Options:
@@ -405,4 +523,18 @@ def options_from_env() -> Options:
         lab=os.environ.get("LABKIT_LAB", "netns"),
         mode=os.environ.get("LABKIT_MODE", "auto"),
         keep_going=os.environ.get("LABKIT_KEEP_GOING", "") not in ("", "0"),
+        jobs=_jobs(os.environ.get("LABKIT_JOBS", "")),
     )
+
+
+def _jobs(value: str) -> int:
+    """``LABKIT_JOBS``: how many chapters run at once; empty or 0 for all of them."""
+    if not value.strip():
+        return 0
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = -1
+    if jobs < 0:
+        raise LabError(f"LABKIT_JOBS={value!r}: give a number of chapters, or 0 for all")
+    return jobs

@@ -146,11 +146,12 @@ class ChapterRun:
 
         The snippets get them, with ``lab`` under its own name, as ``labs``; commands run
         in any of them show on the page in the order they ran.  ``on_start`` is told each
-        snippet's chapter line as it starts (the build's chapter process).
+        snippet's chapter line as it starts, and 0 once it has finished (the build's chapter
+        process watches for snippets that hang).
         """
         self.lab = lab
         self.on_start = on_start
-        """Told each snippet's chapter line as it starts (the build's chapter process)."""
+        """Told each snippet's chapter line as it starts, and 0 once it has finished."""
         self.runs: list[SnippetRun] = []
         self._current: SnippetRun | None = None
         self._stack: list[list[Block]] = []
@@ -213,6 +214,8 @@ class ChapterRun:
         finally:
             self._stop_leftovers(run)
             self._current, self._stack = None, []
+            if self.on_start is not None:
+                self.on_start(0)  # done: what the chapter does next is not this snippet
         return run
 
     def _stop_leftovers(self, run: SnippetRun) -> None:

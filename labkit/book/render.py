@@ -442,6 +442,20 @@ def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str
     return page
 
 
+def render_failed(chapter: Chapter, problem: Exception, title: str,
+                  why: str = "") -> tuple[str, list[SnippetError]]:
+    """The page of a chapter none of whose outputs could be made (a replay with no usable
+    transcript, a snippet that ended or hung its chapter's process), and the error it
+    shows at each snippet: the prose, and under the title a box saying why (``why`` starts
+    the sentence, ``title`` heads the box)."""
+    failed = [SnippetRun(s, error=SnippetError(s.path, s.line, str(problem)))
+              for s in chapter.snippets]
+    body = render_chapter(chapter, failed, {}, None)
+    notice = _TEMPLATES.get_template("failed.md.j2").render(
+        title=_attr(title), why=html.escape(why), message=fence(str(problem), "text", "    "))
+    return after_title(body, notice), [r.error for r in failed if r.error]
+
+
 def _close_box(following: str) -> str:
     """What must come between one of labkit's boxes and the author's text after it.
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..book.build import failures_file
+from ..book.build import failures_file, forget_early, options_for, start_early
 from ..model import scratch
 from ..model.errors import LabError, RefusedFolder
 from .publish import _clean_stale, publish
@@ -92,14 +92,13 @@ def _built_by_labkit(folder: Path) -> bool:
 def build_env(args: argparse.Namespace) -> dict[str, str]:
     mode = "replay" if args.replay else "live" if args.fresh else "auto"
     return dict(os.environ, LABKIT_LAB=args.lab, LABKIT_MODE=mode,
-                LABKIT_KEEP_GOING="1" if args.keep_going else "", **QUIET_BANNERS)
+                LABKIT_KEEP_GOING="1" if args.keep_going else "",
+                LABKIT_JOBS=str(args.jobs), **QUIET_BANNERS)
 
 
-def _mkdocs_build(root: Path, site_dir: Path, env: dict[str, str]) -> bool:
+def _mkdocs_build(root: Path, site_dir: Path) -> bool:
     """``mkdocs build --strict`` in this process (as its CLI does it): a second interpreter
     importing mkdocs, Material and labkit again would cost more than a cached rebuild."""
-    os.environ.update(env)  # before Material is imported: it reads NO_MKDOCS_2_WARNING then
-    os.chdir(root)
     from mkdocs import config, exceptions
     from mkdocs.commands import build
 
@@ -152,8 +151,13 @@ def build_site(args: argparse.Namespace) -> int:
     own_tmp = scratch.folder("build")
     tempfile.tempdir = str(own_tmp)
     started = time.monotonic()
+    os.environ.update(env)  # before Material is imported: it reads NO_MKDOCS_2_WARNING then
+    os.chdir(root)
     try:
-        if not _mkdocs_build(root, private, env):
+        # The chapters start now and run while mkdocs loads; its gen-files script collects
+        # them (docs/gen_pages.py).
+        start_early(options_for(root))
+        if not _mkdocs_build(root, private):
             print(f"labkit: the build failed; {args.site}/ is unchanged", file=sys.stderr)
             return 1
         failures = report.read_text(encoding="utf-8").split("\n\0") if report.exists() else []
@@ -167,6 +171,7 @@ def build_site(args: argparse.Namespace) -> int:
             raise LabError(f"cannot put the site at {args.site}: {exc.strerror}; "
                            "the last site is unchanged") from exc
     finally:
+        forget_early()  # chapters mkdocs never asked for (it failed before) stop here
         shutil.rmtree(private, ignore_errors=True)
         tempfile.tempdir = None
         shutil.rmtree(own_tmp, ignore_errors=True)
