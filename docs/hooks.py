@@ -24,6 +24,10 @@ def on_config(config: Any) -> Any:
     state = Path(config.config_file_path).parent / ".labkit"
     state.mkdir(exist_ok=True)
     jieba.dt.tmp_dir = str(state)
+    # Load its dictionary now (seconds, the first time: it builds the cache): in `labkit
+    # build` the chapters are running meanwhile in processes of their own, and the pages
+    # are rendered only when they are done.
+    jieba.initialize()
     if config.repo_url:
         # MkDocs fills in edit/master/docs/ for GitHub; the chapters are docs_src/ on main.
         config.edit_uri = "edit/main/"
