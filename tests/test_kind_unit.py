@@ -179,6 +179,56 @@ def test_a_manifest_of_another_calico_version_is_refused() -> None:
         settings.calico_objects("kind: ConfigMap\nmetadata: {name: x}\n", settings.load())
 
 
+def test_every_kind_message_names_the_calico_yaml_that_was_read(
+        manifests: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # LABKIT_MANIFESTS points at a copy outside the checkout: no message may send the reader
+    # to the checkout's manifests/calico.yaml, which the lab did not read.
+    read = str(manifests / "calico.yaml")
+    monkeypatch.setenv("LABKIT_MANIFESTS", str(manifests))
+    lab = settings.load()
+    with pytest.raises(LabUnavailable) as unpinned:
+        download.get(lab.manifest, fetch=FakeWeb(b"x"), directory=tmp_path)
+    assert f"`manifest.sha256` in {read} is null" in str(unpinned.value)
+    assert f"writes it into {read})" in unpinned.value.hint
+    with pytest.raises(settings.SettingsError) as other_version:
+        settings.calico_objects(calico_manifest(version="v3.25.0"), lab)
+    assert str(other_version.value).endswith(f"but {read} says v3.23.5")
+    with pytest.raises(LabError) as pool:
+        backend.start(encapsulation="VXLAN", progress=lambda message: None)
+    assert str(pool.value).startswith(f"the kind lab runs the pool of {read} (IPIP), not VXLAN")
+    with pytest.raises(LabError) as arch:
+        manage.pin("calicoctl", arch="riscv64", fetch=FakeWeb(b"x"))
+    assert str(arch.value) == f"{read} lists calicoctl for amd64, arm64, not riscv64"
+    edit(manifests / "calico.yaml", lambda d: d.pop("calicoctl"))
+    with pytest.raises(LabError) as none:
+        manage.pin("calicoctl", fetch=FakeWeb(b"x"))
+    assert str(none.value) == f"{read} has no `calicoctl` entry to pin"
+
+
+def test_pin_writes_into_the_calico_yaml_that_was_read(manifests: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = (MANIFESTS / "calico.yaml").read_bytes()
+    monkeypatch.setenv("LABKIT_MANIFESTS", str(manifests))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(manifests.parent / "cache"))
+    digest = manage.pin("calicoctl", arch="arm64", fetch=FakeWeb(b"binary"))
+    assert digest == download.sha256(b"binary")
+    assert settings.load(manifests).calicoctl["arm64"].sha256 == digest
+    assert (MANIFESTS / "calico.yaml").read_bytes() == checkout
+
+
+def test_a_lab_in_a_folder_of_its_own_is_named_by_that_folder() -> None:
+    lab = settings.load(MANIFESTS / "calico-vxlan")
+    assert lab.manifest.file == "manifests/calico-vxlan/calico.yaml"
+    assert {arch: d.file for arch, d in lab.calicoctl.items()} == {
+        "amd64": "manifests/calico-vxlan/calico.yaml",
+        "arm64": "manifests/calico-vxlan/calico.yaml"}
+    with pytest.raises(LabUnavailable) as unpinned:
+        download.get(lab.manifest, fetch=FakeWeb(b"x"))
+    assert "`manifest.sha256` in manifests/calico-vxlan/calico.yaml is null" in \
+        str(unpinned.value)
+    assert lab.pin_path == MANIFESTS / "calico-vxlan" / "calico.yaml"
+
+
 # -- downloads: pinned, verified, cached ----------------------------------------------------
 
 
@@ -196,7 +246,7 @@ class FakeWeb:
 
 def pinned(body: bytes) -> settings.Download:
     return settings.Download("the Calico manifest", "https://example.invalid/calico.yaml",
-                             download.sha256(body), "manifest.sha256")
+                             download.sha256(body), "manifest.sha256", "manifests/calico.yaml")
 
 
 def test_the_kind_lab_refuses_an_unpinned_manifest_and_says_how_to_pin_it(

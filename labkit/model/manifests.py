@@ -241,8 +241,10 @@ class FlannelConfig(_Ours):
     version: Annotated[StrictStr, AfterValidator(_version)]
     manifest: Download
     netConf: NetConf
-    bridge: StrictStr | None = None
-    """Where the replica finds the CNI bridge plugin (default: Debian's, /usr/lib/cni)."""
+    bridge: StrictStr = Field(default="/usr/lib/cni/bridge", min_length=1)
+    """The ``bridge`` CNI plugin the kind lab copies onto every node (kind's node image has
+    none); default: Debian's containernetworking-plugins'. The replica runs the plugins of
+    the build machine itself."""
 
 
 # -- app-deployment.yaml -------------------------------------------------------------------

@@ -15,16 +15,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from . import calico, manifests
-from .errors import LabError
 from .manifests import FlannelConfig, node_names
 
-__all__ = ["FILES", "NodeSpec", "PodSpec", "Topology", "TopologyError", "default_manifests",
-           "load", "manifest_field", "node_names", "read_manifest"]
+__all__ = ["FILES", "NodeSpec", "PodSpec", "Topology", "default_manifests", "load",
+           "node_names"]
 
 FILES = tuple(manifests.FILES.values())
 UNDERLAY = manifests.UNDERLAY
@@ -133,42 +129,6 @@ class Topology:
 
     def pod(self, name: str) -> PodSpec:
         return next(p for p in self.pods if p.name == name)
-
-
-class TopologyError(LabError):
-    """A check the kind lab makes beyond the schema (:mod:`labkit.model.manifests` runs first)."""
-
-
-def read_manifest(directory: Path, name: str,
-                  error: type[TopologyError] = TopologyError) -> Any:
-    """A manifest's YAML; ``error`` (naming the file, and the line if it can) if it is bad."""
-    path = directory / name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"{path}: cannot read it ({exc.strerror})") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise error(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
-
-
-def manifest_field(doc: Any, path: str, file: str, kind: type = str,
-                   error: type[TopologyError] = TopologyError) -> Any:
-    """``doc``'s value at the dotted ``path``, of type ``kind``; ``error`` naming both if not."""
-    value = doc
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise error(f"manifests/{file}: missing `{path}`")
-        value = value[key]
-    # YAML's true is an int to isinstance(); a count of `true` replicas is a mistake.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise error(
-            f"manifests/{file}: `{path}` should be a {kind.__name__}, not {value!r}"
-        )
-    return value
 
 
 def _lab_name(directory: Path) -> str:

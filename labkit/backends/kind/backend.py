@@ -248,7 +248,7 @@ def start(manifests: Path | None = None, *, progress: Progress | None = None,
 
     ``detached`` is accepted for the CLI's sake and changes nothing: the cluster
     always outlives this process.  ``encapsulation``, if given, must be what
-    ``manifests/calico.yaml`` asks for (the pool is set there, for both labs).
+    the lab's ``calico.yaml`` asks for (the pool is set there, for both labs).
     With ``reuse_only`` (``labkit status``, ``labkit sh``) nothing is created or
     changed: a cluster that is not up and ready is an error.
     """
@@ -261,7 +261,7 @@ def start(manifests: Path | None = None, *, progress: Progress | None = None,
         if settings.cni == "flannel":
             raise LabError(f"the Flannel lab runs vxlan ({settings.manifest.file}), "
                            f"not {encapsulation}")
-        raise LabError(f"the kind lab runs the pool of manifests/calico.yaml "
+        raise LabError(f"the kind lab runs the pool of {settings.manifest.file} "
                        f"({settings.encapsulation}), not {encapsulation}: change "
                        "pool.ipipMode and pool.vxlanMode there")
     if settings.cni == "flannel":

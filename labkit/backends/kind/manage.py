@@ -72,19 +72,18 @@ def pin(what: str = "manifest", manifests: Path | None = None, *,
         flannel = load(folder)
         return download.pin(flannel.manifest, flannel.pin_path, fetch=fetch)
     settings = load(manifests)
-    if what == "manifest" and settings.cni == "flannel":
-        return download.pin(settings.manifest, settings.pin_path, fetch=fetch)
     if what == "manifest":
         target = settings.manifest
     elif what == "calicoctl":
+        file = settings.manifest.file
         if not settings.calicoctl:
-            raise LabError("manifests/calico.yaml has no `calicoctl` entry to pin")
+            raise LabError(f"{file} has no `calicoctl` entry to pin")
         chosen = arch or "amd64"
         if chosen not in settings.calicoctl:
-            raise LabError(f"manifests/calico.yaml lists calicoctl for "
+            raise LabError(f"{file} lists calicoctl for "
                            f"{', '.join(settings.calicoctl)}, not {chosen}")
         target = settings.calicoctl[chosen]
     else:
         raise LabError(f"nothing called {what!r} to pin: choose manifest, calicoctl or "
                        "flannel")
-    return download.pin(target, manifests / "calico.yaml", fetch=fetch)
+    return download.pin(target, settings.pin_path, fetch=fetch)

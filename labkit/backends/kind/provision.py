@@ -140,8 +140,8 @@ def install_calicoctl(settings: Settings, progress: Progress) -> str:
     arch = cluster.node_architecture(control_plane)
     pinned = settings.calicoctl.get(arch)
     if pinned is None or pinned.sha256 is None:
-        progress(f"calicoctl not installed: manifests/calico.yaml pins no calicoctl for {arch} "
-                 "(`labkit pin calicoctl` does)")
+        progress(f"calicoctl not installed: {settings.manifest.file} pins no calicoctl for "
+                 f"{arch} (`labkit pin calicoctl` does)")
         return "not installed (not pinned)"
     data = download.get(pinned, progress=progress)
     path = download.cached_path(pinned)
@@ -158,7 +158,6 @@ def install_calicoctl(settings: Settings, progress: Progress) -> str:
 
 def bridge_plugin(settings: Settings) -> Path:
     """The ``bridge`` binary flannel.yaml names; a clear error, naming the package, if missing."""
-    assert settings.bridge is not None
     if not settings.bridge.is_file():
         raise LabUnavailable(
             f"the Flannel lab copies the `bridge` CNI plugin onto every kind node, and "
