@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .leftovers import left_by_dead_process
+
 _NAME = re.compile(r"labkit-(build|lab)-(\d+)-[A-Za-z0-9_]{8}")
 
 
@@ -26,19 +28,6 @@ def system_tmp() -> Path:
     return Path(os.environ.get("TMPDIR") or "/tmp")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process with that pid: not ours to judge
-    try:  # a zombie (its parent was killed too, and nobody reaped it) is dead
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def sweep(parent: Path | None = None) -> list[Path]:
     """Remove the folders of dead labkit processes in ``parent``; return what was removed."""
     removed: list[Path] = []
@@ -51,7 +40,7 @@ def sweep(parent: Path | None = None) -> list[Path]:
         match = _NAME.fullmatch(entry.name)
         if not match or entry.is_symlink() or not entry.is_dir():
             continue
-        if int(match.group(2)) == os.getpid() or _alive(int(match.group(2))):
+        if not left_by_dead_process(match.group(2)):
             continue
         try:
             if entry.stat().st_uid != os.getuid():
