@@ -87,6 +87,21 @@ def test_every_node_and_pod_has_its_own_hostname_and_namespace() -> None:
         assert f"link-netns {a.netns}" in node.sh(f"ip link show {a.veth}").stdout
 
 
+def test_no_process_of_the_lab_inherits_pythons_ignored_signals() -> None:
+    # Python ignores SIGPIPE (13) and SIGXFSZ (25), and an ignored signal stays ignored across
+    # exec: a node's or pod's PID 1, and every command, must get them back at their default,
+    # as a container runtime's processes do. SigIgn is a mask, bit N-1 for signal N.
+    inherited = {"SIGPIPE": 1 << 12, "SIGXFSZ": 1 << 24}
+    with labkit.open_lab() as lab:
+        pod = lab.select(app="app")[0]
+        for target in (lab.node(pod.node), pod):
+            for pid in ("1", "self"):
+                line = target.sh(f"grep SigIgn /proc/{pid}/status").stdout
+                ignored = int(line.split()[1], 16)
+                assert [name for name, bit in inherited.items() if ignored & bit] == [], \
+                    f"{target.name}'s /proc/{pid}: {line.strip()}"
+
+
 def test_results_say_what_ran_where_and_how_it_ended() -> None:
     with labkit.open_lab() as lab:
         pod = lab.select(app="app")[0]

@@ -50,6 +50,10 @@ EMPTY_DIRS = ("proc", "sys", "dev", "run", "run/lock", "home", "mnt", "media", "
               "var", "var/cache", "var/lib", "var/log", "var/spool")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 PAUSE = "catatonit"
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM,
+                 signal.SIGHUP)
+"""Back to their default in every process the agent spawns (a holder's PID 1, a command):
+Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec."""
 
 
 class HolderError(Exception):
@@ -218,7 +222,7 @@ class Holders:
             path, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             file_actions=[(os.POSIX_SPAWN_DUP2, self.null, n) for n in (0, 1, 2)],
             setsid=True,
-            setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE),
+            setsigdef=RESET_SIGNALS,
         )
 
     def ready(self, holder: Holder, timeout: float = 10.0) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ...model.tools import STDBUF
+from .holder import RESET_SIGNALS as RESET_SIGNALS  # replica spawns with them too
 from .holder import Holder, Holders
 
 ENV = {
@@ -68,10 +68,6 @@ def which(tool: str) -> str:
     if found is None:
         raise MachineLacks(f"`{tool}` is not installed")
     return found
-
-
-RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM,
-                 signal.SIGHUP)
 
 
 def spawn(target: Where, argv: list[str], stdio: tuple[int, int, int]) -> int:
