@@ -379,7 +379,7 @@ def cold_build(root: Path, *args: str) -> tuple[float, str]:
     return elapsed, log
 
 
-def builds(rounds: int, cold_rounds: int = 1,
+def builds(rounds: int, cold_rounds: int = 3,
            keep: Path | None = None) -> dict[str, list[float]]:
     """Seconds for each kind of build, in one temporary copy of the project."""
     with tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp:
@@ -464,9 +464,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="start-ups of each scaled lab and Mininet run (default 2)")
     parser.add_argument("--skip-lab", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
-    parser.add_argument("--cold-rounds", type=int, default=1,
+    parser.add_argument("--cold-rounds", type=int, default=3,
                         help="cold builds of each kind, side by side and one at a time "
-                             "(default 1)")
+                             "(default 3)")
     parser.add_argument("--skip-builds", action="store_true")
     parser.add_argument("--skip-clone", action="store_true",
                         help="leave out the fresh clone's nox -s build")
