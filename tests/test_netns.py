@@ -75,6 +75,19 @@ def test_two_labs_at_once_do_not_see_each_other() -> None:
         assert first.pod(a1.name).sh(mac).stdout == second.pod(a2.name).sh(mac).stdout
 
 
+def test_a_temporary_folder_too_long_for_a_socket_address_still_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Unix socket's address holds 107 bytes of path; TMPDIR may be longer than that.
+    deep = tmp_path / ("t" * 60) / ("m" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    with labkit.open_lab() as lab:
+        assert lab.node("calico-ipip-worker2").sh("echo hello").stdout == "hello\n"
+        sockets = list(deep.glob("labkit-lab-*/agent.sock"))
+        assert len(sockets) == 1 and len(os.fsencode(sockets[0])) > 107
+    assert not list(deep.iterdir())  # and the lab's folder went with it
+
+
 def test_every_node_and_pod_has_its_own_hostname_and_namespace() -> None:
     with labkit.open_lab() as lab:
         for target in lab:

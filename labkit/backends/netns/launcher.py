@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -178,9 +179,10 @@ class NetnsBackend:
     name = "netns"
 
     def __init__(self, sock: socket.socket, process: subprocess.Popen[bytes] | None = None,
-                 cleanup: Path | None = None, inventory: dict[str, Any] | None = None) -> None:
+                 cleanup: Path | None = None, inventory: dict[str, Any] | None = None,
+                 path: Path | None = None) -> None:
         self._sock = sock
-        self._path = sock.getpeername()
+        self._path = Path(sock.getpeername()) if path is None else path
         self._process = process
         self._cleanup = cleanup
         self._inventory = inventory
@@ -264,7 +266,7 @@ class NetnsBackend:
         self._sock.close()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(self._path)
+            _unix_socket(sock.connect, self._path)
         except OSError:
             sock.close()
             return  # the agent is gone: the next request reports it
@@ -355,7 +357,7 @@ def start(manifests: Path | None = None, *, name: str = "default", detached: boo
         sock_path = cleanup / "agent.sock"
         log = cleanup / "agent.log"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(sock_path))
+    _unix_socket(listener.bind, sock_path)
     listener.listen(16)
     package_root = str(Path(__file__).resolve().parents[3])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -409,18 +411,37 @@ def start(manifests: Path | None = None, *, name: str = "default", detached: boo
         process.stdin.close()
         return _connect(sock_path, inventory=inventory)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(str(sock_path))
-    return NetnsBackend(sock, process=process, cleanup=cleanup, inventory=inventory)
+    _unix_socket(sock.connect, sock_path)
+    return NetnsBackend(sock, process=process, cleanup=cleanup, inventory=inventory,
+                        path=sock_path)
 
 
 def _connect(path: Path, inventory: dict[str, Any] | None = None) -> NetnsBackend:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(str(path))
+        _unix_socket(sock.connect, path)
     except OSError as exc:
         sock.close()
         raise LabUnavailable("no lab is up", hint="start one with `labkit up`") from exc
-    return NetnsBackend(sock, inventory=inventory)
+    return NetnsBackend(sock, inventory=inventory, path=path)
+
+
+# A socket's address holds at most 107 bytes of path (sun_path), and TMPDIR can be longer
+# (pytest's tmp_path under xdist is): a longer path is reached through its folder's
+# descriptor, /proc/self/fd/N/NAME, which names the same socket in a few bytes.
+_SUN_PATH_MAX = 107
+
+
+def _unix_socket(call: Callable[[str], None], path: Path) -> None:
+    """``call`` (a socket's ``bind`` or ``connect``) on ``path``, however long it is."""
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        call(str(path))
+        return
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        call(f"/proc/self/fd/{folder}/{path.name}")
+    finally:
+        os.close(folder)
 
 
 def labs_up() -> dict[str, dict[str, Any]]:
