@@ -55,7 +55,9 @@ def serve(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests, the lab's tests, and every chapter snippet as a test (sybil)."""
     _install(session, "docs", "test")
-    session.run("pytest", *session.posargs)
+    # One worker per CPU: much of the suite waits (pings, BIRD's timers, timeouts), and each
+    # worker has its own labs. `-- -n 0` runs it in one process.
+    session.run("pytest", "-n", "auto", "--dist", "worksteal", *session.posargs)
 
 
 @nox.session
