@@ -30,6 +30,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="fail, instead of skip, when the lab cannot be started (CI)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A chapter's snippets run in order in one namespace, so pytest-xdist must give each file
+    # to one worker: `load` or `worksteal` would hand a later snippet to a worker that never
+    # ran the earlier ones, and it would skip. Plain `-n N` means `load`: make it `loadfile`.
+    workers, dist = config.getoption("numprocesses", None), config.getoption("dist", "no")
+    if workers and dist == "load":
+        config.option.dist = "loadfile"
+    elif workers and dist not in ("loadfile", "loadscope", "no"):
+        raise pytest.UsageError(f"--dist {dist}: a chapter's snippets depend on each other in "
+                                "order; use --dist loadfile (as `nox -s tests` does)")
+
+
 @pytest.fixture(scope="session")
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """One lab for the whole run; chapters with `fresh_lab: true` get their own."""

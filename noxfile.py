@@ -57,7 +57,7 @@ def tests(session: nox.Session) -> None:
     _install(session, "docs", "test")
     # One worker per CPU: much of the suite waits (pings, BIRD's timers, timeouts), and each
     # worker has its own labs. `-- -n 0` runs it in one process.
-    session.run("pytest", "-n", "auto", "--dist", "worksteal", *session.posargs)
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
