@@ -56,6 +56,14 @@ for how in ("ip -batch", "rtnetlink"):
             finally:
                 linux.setns(own, linux.CLONE_NEWNET)
                 os.close(fd)
+    # The kernel marks a veth UP once its link watcher has run (up to a second later, and
+    # later under load), whichever way it was made: wait for both ends before reading.
+    for where, device in ((pod, "eth0"), (node, spec.veth)):
+        deadline = time.monotonic() + 20
+        while "state UP" not in subprocess.run(
+                ["nsenter", "-t", str(where.pid), "-n", "ip", "-o", "link", "show", device],
+                capture_output=True, text=True).stdout and time.monotonic() < deadline:
+            time.sleep(0.02)
     seen[how] = {f"{name}: {show}": subprocess.run(
                      ["nsenter", "-t", str(where.pid), "-n", *show.split()],
                      capture_output=True, text=True, check=True).stdout
