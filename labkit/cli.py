@@ -111,8 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--lab", choices=LABS, default="netns")
 
     pin = sub.add_parser("pin", help="kind lab: download and record the sha256 of Calico's "
-                                     "manifest (or calicoctl) in manifests/calico.yaml, or of "
-                                     "kube-flannel.yml (flannel) in manifests/flannel/flannel.yaml")
+                                     "manifest (or calicoctl) in the lab's calico.yaml, or of "
+                                     "kube-flannel.yml (flannel) in its flannel.yaml (under "
+                                     "manifests/, or LABKIT_MANIFESTS)")
     pin.add_argument("what", choices=["manifest", "calicoctl", "flannel"], nargs="?",
                      default="manifest")
     pin.add_argument("--arch", default=None, help="calicoctl's architecture (default amd64)")

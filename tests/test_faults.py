@@ -304,8 +304,8 @@ def _kill_while_the_transcript_is_written(project: Project) -> None:
     build.wait()
     assert writing, "the build never started writing its transcript"
     assert wait_until(lambda: not project.processes(), GONE_WITHIN)
-    # Until init has reaped them, the killed processes still have a /proc entry (zombies),
-    # and a build started in that instant would take their files for a live build's.
+    # And gone from /proc too (init has reaped the zombies), so that what this test looks at
+    # next is what they left, not what they are still holding.
     assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in doomed),
                       GONE_WITHIN)
 
