@@ -219,33 +219,12 @@ def inventory(lab: Replica) -> dict[str, Any]:
         host_veth = next(i["name"] for i in bridge["interfaces"]
                          if "sandbox" not in i and i["name"] != rules.BRIDGE)
         address = bridge["ips"][0]["address"].split("/")[0]
-        pods.append({
-            "name": p.name, "namespace": p.namespace, "node": p.node, "ip": address,
-            "veth": host_veth, "labels": p.labels, "hostname": p.name,
-            "netns": lab.netns[p.name], "prompt": lab.targets[p.name].prompt,
-            "cni": [c.record() for c in calls[p.name]],
-        })
+        pods.append(lab.pod_entry(p, address, host_veth,
+                                  cni=[c.record() for c in calls[p.name]]))
     return {
-        "info": {
-            "backend": "netns",
-            "lab": topo.lab,
-            "cni": "flannel",
-            "flannel": topo.flannel_version,
-            "encapsulation": "VXLAN",
-            "cluster": topo.cluster,
-            "cni_plugins": lab.cni_folder,
-            "kernel": os.uname().release,
-            "user_namespace": lab.mapping,
-            "started": lab.started,
-        },
-        "nodes": [
-            {
-                "name": n.name, "role": n.role, "ip": n.ip, "block": n.block,
-                "hostname": n.name, "tunnel_device": rules.DEVICE,
-                "tunnel_ip": rules.tunnel_address(n.block),
-                "prompt": lab.targets[n.name].prompt,
-            }
-            for n in topo.nodes
-        ],
+        "info": lab.info("flannel", {"flannel": topo.flannel_version, "encapsulation": "VXLAN"},
+                         {"cni_plugins": lab.cni_folder}),
+        "nodes": [lab.node_entry(n, rules.DEVICE, rules.tunnel_address(n.block))
+                  for n in topo.nodes],
         "pods": pods,
     }

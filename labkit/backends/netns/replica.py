@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...model import calico
-from ...model.topology import Topology
+from ...model.topology import NodeSpec, PodSpec, Topology
 from . import bird, etc, linux, plan, rtnetlink
 from .holder import Holder, HolderError, Holders
 from .spawn import (
@@ -314,38 +314,38 @@ class Replica:
             return flannel.inventory(self)
         tunnel = calico.tunnel_device(self.encapsulation)
         return {
-            "info": {
-                "backend": "netns",
-                "lab": topo.lab,
-                "cni": "calico",
+            "info": self.info("calico", {
                 "encapsulation": self.encapsulation,
                 "pool": {"ipipMode": topo.ipip_mode, "vxlanMode": topo.vxlan_mode},
                 "bird": self.bird,
                 **({"mode_note": self.note} if self.note else {}),
-                "cluster": topo.cluster,
-                "calico": topo.calico_version,
-                "kernel": os.uname().release,
-                "user_namespace": self.mapping,
-                "started": self.started,
-            },
-            "nodes": [
-                {
-                    "name": n.name, "role": n.role, "ip": n.ip, "block": n.block,
-                    "hostname": n.name, "tunnel_device": tunnel,
-                    "tunnel_ip": n.tunnel_ip if tunnel else "",
-                    "prompt": self.targets[n.name].prompt,
-                }
-                for n in topo.nodes
-            ],
-            "pods": [
-                {
-                    "name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,
-                    "veth": p.veth, "labels": p.labels, "hostname": p.name,
-                    "netns": self.netns[p.name], "prompt": self.targets[p.name].prompt,
-                }
-                for p in topo.pods
-            ],
+            }, {"calico": topo.calico_version}),
+            "nodes": [self.node_entry(n, tunnel, n.tunnel_ip if tunnel else "")
+                      for n in topo.nodes],
+            "pods": [self.pod_entry(p, p.ip, p.veth) for p in topo.pods],
         }
+
+    # -- the inventory's parts, the same for every CNI ------------------------------------
+
+    def info(self, cni: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        """The lab's ``info``: what every netns lab says, with ``cni``'s own keys ``before``
+        and ``after`` the cluster's name (in the order ``labkit status --json`` prints)."""
+        return {"backend": "netns", "lab": self.topo.lab, "cni": cni, **before,
+                "cluster": self.topo.cluster, **after, "kernel": os.uname().release,
+                "user_namespace": self.mapping, "started": self.started}
+
+    def node_entry(self, node: NodeSpec, tunnel_device: str, tunnel_ip: str) -> dict[str, Any]:
+        """One node as the inventory lists it."""
+        return {"name": node.name, "role": node.role, "ip": node.ip, "block": node.block,
+                "hostname": node.name, "tunnel_device": tunnel_device, "tunnel_ip": tunnel_ip,
+                "prompt": self.targets[node.name].prompt}
+
+    def pod_entry(self, pod: PodSpec, ip: str, veth: str, **more: Any) -> dict[str, Any]:
+        """One pod as the inventory lists it: its address and host-side device as the CNI
+        plugin gave them, and ``more`` that CNI's own keys."""
+        return {"name": pod.name, "namespace": pod.namespace, "node": pod.node, "ip": ip,
+                "veth": veth, "labels": pod.labels, "hostname": pod.name,
+                "netns": self.netns[pod.name], "prompt": self.targets[pod.name].prompt, **more}
 
 
 def _bird_home(files: dict[str, str]) -> None:
