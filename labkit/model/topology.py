@@ -8,6 +8,7 @@ labs use); this module only turns them into nodes and pods with addresses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -125,10 +126,19 @@ class Topology:
         return calico.encapsulation(self.ipip_mode, self.vxlan_mode)
 
     def node(self, name: str) -> NodeSpec:
-        return next(n for n in self.nodes if n.name == name)
+        return self._nodes_by_name[name]
 
     def pod(self, name: str) -> PodSpec:
-        return next(p for p in self.pods if p.name == name)
+        return self._pods_by_name[name]
+
+    # Building a lab asks for every node and pod by name: a scan each time made it quadratic.
+    @functools.cached_property
+    def _nodes_by_name(self) -> dict[str, NodeSpec]:
+        return {n.name: n for n in self.nodes}
+
+    @functools.cached_property
+    def _pods_by_name(self) -> dict[str, PodSpec]:
+        return {p.name: p for p in self.pods}
 
 
 def _lab_name(directory: Path) -> str:
