@@ -132,9 +132,10 @@ SCALE = ((16, 10), (16, 100), (16, 1000))
 MININET = (4, 40, 200)
 
 
-def scale_manifests(where: Path, nodes: int, pods: int, block_prefix: int = 26) -> Path:
+def scale_manifests(where: Path, nodes: int, pods: int) -> Path:
     """A manifests folder for the seed's cluster with ``nodes`` nodes and ``pods`` app pods
-    spread over them in turn; each node's block is a /``block_prefix`` of 10.244.0.0/16.
+    spread over them in turn; each node's first block is a /26 of 10.244.0.0/16 (the
+    pool's blockSize), and a node with more pods claims more, as Calico's IPAM does.
 
     The blocks are laid out in order, not from the nodes' names as Calico does: the
     lab's start-up does the same work either way.
@@ -154,14 +155,14 @@ def scale_manifests(where: Path, nodes: int, pods: int, block_prefix: int = 26) 
     deployment = yaml.safe_load((ROOT / "manifests" / "app-deployment.yaml").read_text())
     deployment["spec"]["replicas"] = pods
     (where / "app-deployment.yaml").write_text(yaml.safe_dump(deployment))
-    size = 2 ** (32 - block_prefix)
+    size = 64
     base = int(ipaddress.ip_address("10.244.0.0"))
     seed = yaml.safe_load((ROOT / "manifests" / "replica.yaml").read_text())
     (where / "replica.yaml").write_text(yaml.safe_dump({
         # The seed's other settings (what stands in for IPIP without the ipip module...).
         **{key: value for key, value in seed.items() if key not in ("nodes", "pods")},
         "nodes": {name: {"ip": f"172.18.{(i + 2) // 256}.{(i + 2) % 256}",
-                         "block": f"{ipaddress.ip_address(base + i * size)}/{block_prefix}"}
+                         "block": f"{ipaddress.ip_address(base + i * size)}/26"}
                   for i, name in enumerate(names)},
         "pods": [{"name": f"app-{i:05d}", "node": names[i % nodes]} for i in range(pods)],
     }, sort_keys=False))
@@ -541,9 +542,8 @@ def scale(rounds: int) -> None:
         print("Mininet `mn --switch lxbr --controller none --topo single,N --test none` "
               "(its own 'completed in') against labkit with N pods on one node, up + down:")
         for hosts in MININET:
-            # One node holds all N pods: a /24 block where one /26 would not hold them.
-            manifests = scale_manifests(Path(tmp) / f"mn{hosts}", 1, hosts,
-                                        26 if hosts <= 62 else 24)
+            # One node holds all N pods (in as many /26 blocks as they fill).
+            manifests = scale_manifests(Path(tmp) / f"mn{hosts}", 1, hosts)
             ours, theirs = [], []
             for _ in range(rounds):  # interleaved, so both meet the same machine
                 up, down, _ = scale_up(manifests, 1)
