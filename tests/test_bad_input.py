@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -347,18 +348,27 @@ def test_bytes_that_are_not_utf8_are_replaced_and_noted(data_project: Project) -
     assert "printf 'caf\\303\\251 \\377\\376 nul:\\000: end\\n' 的输出含" in page.text
 
 
-def test_output_over_the_limit_is_cut_with_a_note_and_kept_whole_in_the_transcript(
+def test_output_over_the_limit_is_cut_with_a_note_and_only_its_shown_part_transcribed(
         data_project: Project) -> None:
     page = Html(data_project.page("03-long.md"))
     shown = next(code for code in page.codes if "seq 1 1234" in code)
     assert shown.splitlines()[1:] == [str(n) for n in range(1, MAX_LINES + 1)]
     assert (f"`seq 1 1234` 的输出共 1234 行，页面只显示前 {MAX_LINES} 行，"
-            f"省略了 {1234 - MAX_LINES} 行；完整输出保存在 transcript 中。").replace("`", "") \
-        in page.text
+            f"省略了 {1234 - MAX_LINES} 行。").replace("`", "") in page.text
+    # The transcript keeps what the page shows, and the size and sha256 of all of it.
+    whole = "".join(f"{n}\n" for n in range(1, 1235)).encode()
+    assert len(whole) == 9 * 2 + 90 * 3 + 900 * 4 + 235 * 5 == 5_063
+    digest = hashlib.sha256(whole).hexdigest()
+    assert (f"transcript 只保存了 seq 1 1234 的输出在页面上显示的部分，以及完整输出的大小"
+            f"（5063 字节）和 sha256（{digest}）。") in page.text
     transcript = Store(data_project.transcripts).load("docs_src/03-long.md")
     assert transcript is not None
     [result] = transcript.snippets[0].results()
-    assert result.output == "".join(f"{n}\n" for n in range(1, 1235))
+    assert result.output == "".join(f"{n}\n" for n in range(1, MAX_LINES + 1))
+    assert result.abridged["output"] == {"bytes": 5_063, "sha256": digest, "lines": 1234,
+                                         "wide": [], "left_out": 0}
+    text = data_project.transcript("03-long.md").read_text(encoding="utf-8")
+    assert {"201", "1033", "1234"}.isdisjoint(line.strip() for line in text.splitlines())
 
 
 def test_output_with_very_long_lines_is_cut_and_never_stalls_the_build(project: Project) -> None:
@@ -377,14 +387,29 @@ def test_output_with_very_long_lines_is_cut_and_never_stalls_the_build(project: 
     [shown] = [code for code in page.codes if "\nafter-the-long-line\n" in code]
     assert "\n" + "x" * MAX_LINE_CHARS + "…\nafter-the-long-line\n" in shown
     assert (f"的输出有 1 行长于 {MAX_LINE_CHARS} 个字符，页面上每行只显示前 {MAX_LINE_CHARS} 个，"
-            f"共省略了 {3_000_000 - MAX_LINE_CHARS} 个字符；完整输出保存在 transcript 中。") \
-        in page.text
+            f"共省略了 {3_000_000 - MAX_LINE_CHARS} 个字符。") in page.text
     assert any(code.count("y" * 3999 + "\n") == 200 for code in page.codes)
     assert any(code.count("z" * 3999 + "\n") == 24 for code in page.codes)
+    # A 3 MB output is not 3 MB in git: the transcript keeps the page's part and a digest
+    # (the 224 lines of y's and z's, 0.9 MB, are shown whole, so they are kept whole).
+    path = project.transcript("01-wide.md")
+    assert path.stat().st_size < 1_000_000
+    assert "x" * (MAX_LINE_CHARS + 1) not in path.read_text(encoding="utf-8")
     transcript = Store(project.transcripts).load("docs_src/01-wide.md")
     assert transcript is not None
-    assert transcript.snippets[0].results()[0].output == \
-        "x" * 3_000_000 + "\nafter-the-long-line\n"
+    first = transcript.snippets[0].results()[0]
+    assert first.output == "x" * MAX_LINE_CHARS + "\nafter-the-long-line\n"
+    whole = ("x" * 3_000_000 + "\nafter-the-long-line\n").encode()
+    assert first.abridged["output"] == {
+        "bytes": len(whole), "sha256": hashlib.sha256(whole).hexdigest(), "lines": 2,
+        "wide": [0], "left_out": 3_000_000 - MAX_LINE_CHARS}
+    # The 200 lines of y's are shown whole: kept whole.
+    assert transcript.snippets[0].results()[1].abridged == {}
+    # Replayed from that transcript, the page shows the same terminals and notes.
+    before = page.codes, page.text.split("完整输出的大小")[1].split("。")[0]
+    assert project.build("--replay").returncode == 0
+    again = Html(project.page("01-wide.md"))
+    assert (again.codes, again.text.split("完整输出的大小")[1].split("。")[0]) == before
 
 
 # -- a snippet that ends the interpreter ----------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..model.output import DEFAULT_KEEP
 from ..model.result import Result
 
 Inventory = dict[str, Any]
@@ -21,10 +22,14 @@ class Backend(Protocol):
     def inventory(self) -> Inventory:
         """The lab's nodes and pods, and facts about it (backend, encapsulation, versions)."""
 
-    def run(self, target: str, command: str, timeout: float) -> Result:
-        """Run ``command`` through ``/bin/sh -c`` in a node or pod and wait for it."""
+    def run(self, target: str, command: str, timeout: float,
+            keep: int = DEFAULT_KEEP) -> Result:
+        """Run ``command`` through ``/bin/sh -c`` in a node or pod and wait for it; keep
+        at most ``keep`` bytes of each of its stdout and stderr (``Result.dropped`` counts
+        the rest)."""
 
-    def start(self, target: str, command: str, ready: str | None, timeout: float) -> str:
+    def start(self, target: str, command: str, ready: str | None, timeout: float,
+              keep: int = DEFAULT_KEEP) -> str:
         """Start a command in the background; with ``ready``, return once it printed that."""
 
     def stop(self, handle: str, signal: str, timeout: float) -> Result:

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from ..model.errors import CommandFailed, CommandTimeout, ToolMissing, UnknownTarget
+from ..model.output import DEFAULT_KEEP, check_keep
 from ..model.result import Result
 from ..model.tools import PACKAGES
 from .backend import Backend
@@ -37,23 +38,27 @@ class Target:
         """The lab this node or pod is in."""
         return self._lab
 
-    def sh(self, command: str, *, timeout: float = DEFAULT_TIMEOUT, check: bool = True) -> Result:
+    def sh(self, command: str, *, timeout: float = DEFAULT_TIMEOUT, check: bool = True,
+           keep: int = DEFAULT_KEEP) -> Result:
         """Run a shell command here and return what it printed.
 
         With ``check`` (the default) an exit status other than 0 raises
         :class:`~labkit.model.errors.CommandFailed`; pass ``check=False`` for a
-        command that is meant to fail, and assert on ``result.rc``.
+        command that is meant to fail, and assert on ``result.rc``.  Of each of
+        stdout and stderr the first ``keep`` bytes are kept (16 MiB unless given);
+        ``result.dropped`` says how many more there were, and so does the page.
         """
-        return self._lab.sh(self.name, command, timeout=timeout, check=check)
+        return self._lab.sh(self.name, command, timeout=timeout, check=check, keep=keep)
 
     def start(self, command: str, *, ready: str | None = None,
-              timeout: float = 10.0) -> Background:
+              timeout: float = 10.0, keep: int = DEFAULT_KEEP) -> Background:
         """Start a command in the background (a capture, say) and return at once.
 
         ``ready`` is text the command prints once it is ready (tcpdump's
         ``listening on``); :meth:`start` waits up to ``timeout`` seconds for it.
+        ``keep`` is as for :meth:`sh`.
         """
-        return self._lab.start(self.name, command, ready=ready, timeout=timeout)
+        return self._lab.start(self.name, command, ready=ready, timeout=timeout, keep=keep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,18 +218,28 @@ class Lab:
     # -- running things -------------------------------------------------------------------
 
     def sh(self, target: str, command: str, *, timeout: float = DEFAULT_TIMEOUT,
-           check: bool = True) -> Result:
+           check: bool = True, keep: int = DEFAULT_KEEP) -> Result:
         """Run ``command`` in the node or pod named ``target``; see :meth:`Target.sh`."""
         self.target(target)
-        result = self._backend.run(target, command, timeout)
+        check_keep(keep)
+        # The default is not passed on: a backend (or a recording) that predates ``keep``
+        # answers the call as before.
+        more = {"keep": keep} if keep != DEFAULT_KEEP else {}
+        try:
+            result = self._backend.run(target, command, timeout, **more)
+        except CommandTimeout as exc:
+            self._emit("run", exc.result)  # the page shows what it printed before it was killed
+            raise
         self._emit("run", result)
         self._raise_for(result, check)
         return result
 
     def start(self, target: str, command: str, *, ready: str | None = None,
-              timeout: float = 10.0) -> Background:
+              timeout: float = 10.0, keep: int = DEFAULT_KEEP) -> Background:
         where = self.target(target)
-        handle = self._backend.start(target, command, ready, timeout)
+        check_keep(keep)
+        more = {"keep": keep} if keep != DEFAULT_KEEP else {}
+        handle = self._backend.start(target, command, ready, timeout, **more)
         background = Background(self, where, command, handle)
         self._emit("start", background)
         return background

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.errors import CommandTimeout, LabError, TranscriptError
+from ..model.output import DEFAULT_KEEP
 from ..model.result import Result
 from .backend import Backend, Inventory
 
@@ -25,6 +26,15 @@ def _raise(record: dict[str, Any]) -> None:
     if record["type"] == "CommandTimeout":
         raise CommandTimeout(Result.from_dict(record["result"]), record["timeout"])
     raise LabError(record["message"])
+
+
+def _keep(record: dict[str, Any], keep: int) -> tuple[int, ...]:
+    """Record a ``keep`` other than the default, and pass it on (the default is not: a
+    backend that predates ``keep`` answers as before)."""
+    if keep == DEFAULT_KEEP:
+        return ()
+    record["keep"] = keep
+    return (keep,)
 
 
 def _which(lab: str | None) -> str:
@@ -66,15 +76,21 @@ class Recorder:
             record["handle"] = answer
         return answer
 
-    def run(self, target: str, command: str, timeout: float) -> Result:
-        record = {"op": "run", "target": target, "command": command, "timeout": timeout}
-        result: Result = self._call(record, self.backend.run, target, command, timeout)
+    def run(self, target: str, command: str, timeout: float,
+            keep: int = DEFAULT_KEEP) -> Result:
+        record: dict[str, Any] = {"op": "run", "target": target, "command": command,
+                                  "timeout": timeout}
+        more = _keep(record, keep)
+        result: Result = self._call(record, self.backend.run, target, command, timeout, *more)
         return result
 
-    def start(self, target: str, command: str, ready: str | None, timeout: float) -> str:
-        record = {"op": "start", "target": target, "command": command, "ready": ready,
-                  "timeout": timeout}
-        handle: str = self._call(record, self.backend.start, target, command, ready, timeout)
+    def start(self, target: str, command: str, ready: str | None, timeout: float,
+              keep: int = DEFAULT_KEEP) -> str:
+        record: dict[str, Any] = {"op": "start", "target": target, "command": command,
+                                  "ready": ready, "timeout": timeout}
+        more = _keep(record, keep)
+        handle: str = self._call(record, self.backend.start, target, command, ready, timeout,
+                                 *more)
         return handle
 
     def stop(self, handle: str, signal: str, timeout: float) -> Result:
@@ -159,11 +175,13 @@ class Replayer:
             _raise(record["error"])
         return record
 
-    def run(self, target: str, command: str, timeout: float) -> Result:
+    def run(self, target: str, command: str, timeout: float,
+            keep: int = DEFAULT_KEEP) -> Result:
         record = self._next("run", target=target, command=command)
         return Result.from_dict(record["result"])
 
-    def start(self, target: str, command: str, ready: str | None, timeout: float) -> str:
+    def start(self, target: str, command: str, ready: str | None, timeout: float,
+              keep: int = DEFAULT_KEEP) -> str:
         return str(self._next("start", target=target, command=command)["handle"])
 
     def stop(self, handle: str, signal: str, timeout: float) -> Result:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..model.result import Result
+from .excerpt import abridge
 from .normalize import normalizer
 from .snippets import Chapter, Snippet
 from .transcript import SnippetRecord, Transcript
@@ -50,7 +51,8 @@ def diff(chapter: Chapter, snippet: Snippet, recorded: list[Result], live: list[
     """A unified diff of the normalised outputs; empty when the snippet did not drift."""
     normalize = normalizer(normalizers_for(chapter, snippet))
     before = normalize(terminal(recorded)).splitlines(keepends=True)
-    after = normalize(terminal(live)).splitlines(keepends=True)
+    # A transcript keeps only the page's part of a long output: compare that part.
+    after = normalize(terminal(abridge(r) for r in live)).splitlines(keepends=True)
     return "".join(difflib.unified_diff(
         before, after, fromfile=f"{recorded_from} (recorded)", tofile=f"{snippet.where} (live)",
     ))

@@ -28,13 +28,11 @@ from ..figures import console
 from ..figures.markdown import fence, indented, lines
 from ..model.errors import SnippetError
 from ..model.result import Result
+from .excerpt import MAX_LINE_CHARS, MAX_LINES, abridge, excerpt
 from .execute import Block, SnippetRun
 from .snippets import Chapter
 
-MAX_LINES = 200
-"""A command's output longer than this is cut on the page (the transcript keeps it all)."""
-MAX_LINE_CHARS = 10_000
-"""A line of output longer than this is cut on the page too."""
+STREAM_NAMES = {"stdout": "标准输出", "stderr": "标准错误"}
 LABKIT_META = ("normalize", "fresh_lab", "lab", "labs")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}<>&|#])")
 # What makes a line of prose start a block: a list item, an admonition (!!!), a collapsible
@@ -236,22 +234,25 @@ def console_text(results: list[Result]) -> tuple[list[console.Entry], list[str]]
     shown: list[console.Entry] = []
     notes: list[str] = []
     for result in results:
-        output = lines(result.output)
-        if len(output) > MAX_LINES:
-            notes.append(f"{code_span(result.command)} 的输出共 {len(output)} 行，页面只显示前 "
-                         f"{MAX_LINES} 行，省略了 {len(output) - MAX_LINES} 行；"
-                         "完整输出保存在 transcript 中。")
-            output = output[:MAX_LINES]
-        wide = [i for i, line in enumerate(output) if len(line.rstrip("\r\n")) > MAX_LINE_CHARS]
-        if wide:
-            left_out = 0
-            for i in wide:
-                body = output[i].rstrip("\r\n")
-                left_out += len(body) - MAX_LINE_CHARS
-                output[i] = body[:MAX_LINE_CHARS] + "…" + output[i][len(body):]
-            notes.append(f"{code_span(result.command)} 的输出有 {len(wide)} 行长于 "
+        # What the transcript keeps of it, live or replayed: the same page either way.
+        kept = abridge(result)
+        facts = kept.abridged.get("output")
+        part = excerpt(kept.output, facts)
+        output = list(part.lines)
+        if part.count > MAX_LINES:
+            notes.append(f"{code_span(result.command)} 的输出共 {part.count} 行，页面只显示前 "
+                         f"{MAX_LINES} 行，省略了 {part.count - MAX_LINES} 行。")
+        for i in part.wide:
+            body = output[i].rstrip("\r\n")
+            output[i] = body + "…" + output[i][len(body):]
+        if part.wide:
+            notes.append(f"{code_span(result.command)} 的输出有 {len(part.wide)} 行长于 "
                          f"{MAX_LINE_CHARS} 个字符，页面上每行只显示前 {MAX_LINE_CHARS} 个，"
-                         f"共省略了 {left_out} 个字符；完整输出保存在 transcript 中。")
+                         f"共省略了 {part.left_out} 个字符。")
+        if facts is not None:
+            notes.append(f"transcript 只保存了 {code_span(result.command)} 的输出在页面上显示的"
+                         f"部分，以及完整输出的大小（{facts['bytes']} 字节）和 sha256"
+                         f"（`{facts['sha256']}`）。")
         if output and not output[-1].endswith("\n"):
             output[-1] += "\n"
         # A background command stopped by a signal has no exit status worth showing.
@@ -261,6 +262,11 @@ def console_text(results: list[Result]) -> tuple[list[console.Entry], list[str]]
         if result.invalid_bytes:
             notes.append(f"{code_span(result.command)} 的输出含 {result.invalid_bytes} 个"
                          "不是 UTF-8 的字节，页面上显示为 �。")
+        for stream, lost in result.dropped.items():
+            notes.append(f"{code_span(result.command)} 的{STREAM_NAMES.get(stream, stream)}超过了"
+                         f"每个流的保留上限：实验室只保留了前 {lost['kept']} 字节，其后的 "
+                         f"{lost['dropped']} 字节没有保留，这里和 transcript 里都没有"
+                         "（上限由 `sh(..., keep=字节数)` 设定）。")
         if result.timed_out:
             notes.append(f"{code_span(result.command)} 超时，被强行终止。")
     return shown, notes

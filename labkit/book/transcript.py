@@ -37,6 +37,7 @@ from ..api.backend import Inventory
 from ..model.errors import TranscriptError
 from ..model.leftovers import left_by_dead_process
 from ..model.result import Result
+from .excerpt import abridge
 
 FORMAT = 2
 HEADER = (
@@ -143,12 +144,25 @@ def _prompts(inventory: Inventory, others: dict[str, Inventory] | None = None) -
             for name, each in labs.items()}
 
 
+def _abridged(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as the transcript keeps it: of a long output, only what the page shows."""
+    try:
+        whole = Result.from_dict(result)
+    except (TypeError, ValueError):
+        return dict(result)  # not a result: written as it is, and refused when read
+    return abridge(whole).to_dict()
+
+
 def _compact(call: dict[str, Any], every: Prompts) -> dict[str, Any]:
-    """Leave out of a call's result what the call or the inventory already says."""
+    """Leave out of a call's result what the call or the inventory already says, and of a
+    long output what the page does not show (:func:`labkit.book.excerpt.abridge`)."""
+    error = call.get("error")
+    if isinstance(error, dict) and "result" in error:  # a timeout: what it printed till then
+        call = {**call, "error": {**error, "result": _abridged(error["result"])}}
     if "result" not in call:
         return dict(call)
     prompts = every.get(call.get("lab"), {})
-    result = dict(call["result"])
+    result = _abridged(call["result"])
     for name in ("command", "target"):
         if name in call and result.get(name) == call[name]:
             del result[name]
@@ -158,7 +172,7 @@ def _compact(call: dict[str, Any], every: Prompts) -> dict[str, Any]:
     if result.get("stdout") == result.get("output"):
         del result["stdout"]
     for name, default in (("stderr", ""), ("timed_out", False), ("invalid_bytes", 0),
-                          ("extra", {})):
+                          ("extra", {}), ("dropped", {}), ("abridged", {})):
         if result.get(name) == default:
             del result[name]
     # The output first: it is what a reviewer reads.
@@ -179,7 +193,8 @@ def _expand(call: dict[str, Any], every: Prompts) -> dict[str, Any]:
     result.setdefault("stdout", result.get("output", ""))
     for name, default in (("stderr", ""), ("timed_out", False), ("invalid_bytes", 0)):
         result.setdefault(name, default)
-    result.setdefault("extra", {})
+    for name in ("extra", "dropped", "abridged"):
+        result.setdefault(name, {})
     return {**call, "result": result}
 
 

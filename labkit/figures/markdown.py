@@ -7,6 +7,7 @@ can break out of, and lines split where Markdown splits them.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 
@@ -18,6 +19,14 @@ LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 def lines(text: str) -> list[str]:
     """``text``'s lines as Markdown reads them, each with its line ending."""
     return LINE.findall(text)
+
+
+def first_lines(text: str, count: int) -> tuple[list[str], int]:
+    """The first ``count`` of ``text``'s :func:`lines`, and how many lines it has in all,
+    without making a string of every line (an output can have millions)."""
+    first = [m.group() for m in itertools.islice(LINE.finditer(text), count)]
+    ends = text.count("\n") + text.count("\r") - text.count("\r\n")
+    return first, ends + (1 if text and not text.endswith(("\n", "\r")) else 0)
 
 
 def fence(text: str, language: str, indent: str = "") -> str:

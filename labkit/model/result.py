@@ -37,6 +37,14 @@ class Result:
     invalid_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     """Backend-specific facts worth keeping (e.g. the kind pod's container)."""
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Streams that printed more than the command's ``keep`` limit: per stream name
+    (``stdout``, ``stderr``), the bytes ``kept`` (the first ones) and those ``dropped``."""
+    abridged: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Texts (``output``, ``stdout``, ``stderr``) that a transcript holds only the start of,
+    what a page shows: per text, the whole one's ``bytes`` and ``sha256``, its ``lines``, and
+    which of those kept were cut (``wide``, ``left_out`` characters); see
+    :mod:`labkit.book.excerpt`.  Empty for a live run."""
 
     @property
     def ok(self) -> bool:
@@ -57,7 +65,7 @@ class Result:
         return self.output
 
 
-def decode(data: bytes) -> tuple[str, int]:
+def decode(data: bytes | bytearray) -> tuple[str, int]:
     """Decode command output as UTF-8, counting the bytes that were not."""
     text = data.decode("utf-8", errors="replace")
     if "\ufffd" not in text:

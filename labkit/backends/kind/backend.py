@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ...model.errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
+from ...model.output import DEFAULT_KEEP, Output, check_keep
 from ...model.result import Result
 from . import cluster, commands, download
 from .client import Api
@@ -109,8 +110,9 @@ class KindBackend:
     def inventory(self) -> dict[str, Any]:
         return self._inventory
 
-    def run(self, target: str, command: str, timeout: float) -> Result:
-        job = self._launch(target, command)
+    def run(self, target: str, command: str, timeout: float,
+            keep: int = DEFAULT_KEEP) -> Result:
+        job = self._launch(target, command, keep)
         if not job.wait(timeout):
             job.timed_out = True
             self._end(job, "KILL", KILL_WAIT)
@@ -119,8 +121,9 @@ class KindBackend:
             raise job.error
         return job.result()
 
-    def start(self, target: str, command: str, ready: str | None, timeout: float) -> str:
-        job = self._launch(target, command)
+    def start(self, target: str, command: str, ready: str | None, timeout: float,
+              keep: int = DEFAULT_KEEP) -> str:
+        job = self._launch(target, command, keep)
         if ready and not job.wait_for(ready, timeout):
             if not job.done:
                 job.timed_out = True
@@ -146,7 +149,7 @@ class KindBackend:
             # when it was only waited for, it took too long (Background.wait raises for that).
             job.timed_out = not name
             self._end(job, "KILL", KILL_WAIT)
-        if job.error is not None and job.rc is None and not job.chunks:
+        if job.error is not None and job.rc is None and not job.printed:
             raise job.error
         return job.result()
 
@@ -188,14 +191,14 @@ class KindBackend:
         self.record.mkdir(parents=True, exist_ok=True)
         return self.record / f"{self._session}-{job.id}.json"
 
-    def _launch(self, target: str, command: str) -> Exec:
+    def _launch(self, target: str, command: str, keep: int = DEFAULT_KEEP) -> Exec:
         where = self._target(target)
         with self._lock:
             number = next(self._ids)
             self._used.add(target)
         pidfile = f"/tmp/labkit-{self._session}-{number}.pid"
         job = Exec(id=str(number), target=target, prompt=where.prompt, command=command,
-                  pidfile=pidfile)
+                  pidfile=pidfile, output=Output(check_keep(keep)))
         self._open(where, job, commands.command_argv(pidfile, command))
         return job
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ...model.errors import LabError, LabUnavailable
+from ...model.output import Output, interleave
 from ...model.result import Result, decode
 from ...model.tools import STDBUF
 
@@ -159,7 +160,14 @@ class Exec:
     pidfile: str
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.monotonic)
-    chunks: list[tuple[int, bytes]] = field(default_factory=list)
+    output: Output = field(default_factory=Output)
+    """What it printed, up to its ``keep`` bytes of each stream (one source: in order)."""
+    printed: int = 0
+    """Bytes it printed, kept or not: any at all says the stream carried something."""
+    waiting_for: bytes = b""
+    tail: bytes = b""
+    found: bool = False
+    """Whether ``waiting_for`` has been printed (looked for as the output comes)."""
     rc: int | None = None
     error: LabError | None = None
     ended: float | None = None
@@ -171,7 +179,15 @@ class Exec:
 
     def add(self, stream: int, data: bytes) -> None:
         with self._cond:
-            self.chunks.append((stream, data))
+            # One source delivers both streams in the order they were written.
+            self.output.add(stream, data, self.printed)
+            self.printed += len(data)
+            if len(self.output.pending) >= 4096:
+                self.output.settle()  # tiny writes merge: a few pieces, not millions
+            if self.waiting_for and not self.found:
+                seen = self.tail + data
+                self.found = self.waiting_for in seen
+                self.tail = seen[-len(self.waiting_for):]
             self._cond.notify_all()
 
     def finish(self, rc: int | None = None, error: LabError | None = None) -> None:
@@ -193,20 +209,36 @@ class Exec:
         """Wait until the output contains ``text``; ``False`` if it ended or time ran out first."""
         needle = text.encode()
         with self._cond:
-            self._cond.wait_for(
-                lambda: needle in self.seen() or self.ended is not None, timeout)
-            return needle in self.seen()
+            if not self.waiting_for:  # what came before it was asked for counts too
+                self.waiting_for = needle
+                seen = self.seen()
+                self.found = needle in seen
+                self.tail = seen[-len(needle):]
+            self._cond.wait_for(lambda: self.found or self.ended is not None, timeout)
+            return self.found
 
     def seen(self) -> bytes:
-        return b"".join(data for _, data in self.chunks)
+        """What it printed so far, as kept (both streams, in order)."""
+        with self._cond:
+            self.output.settle()
+            return interleave(self.output.stream(STDOUT), self.output.stream(STDERR),
+                              self.output.order())
+
+    def stderr(self) -> bytes:
+        with self._cond:
+            self.output.settle()
+            return self.output.stream(STDERR)
 
     def result(self) -> Result:
         with self._cond:
-            chunks = list(self.chunks)
+            self.output.settle()
+            stdout, stderr = self.output.stream(STDOUT), self.output.stream(STDERR)
+            both_bytes = interleave(stdout, stderr, self.output.order())
+            dropped = self.output.lost()
             ended = self.ended if self.ended is not None else time.monotonic()
-        out, bad_out = decode(b"".join(d for s, d in chunks if s == STDOUT))
-        err, bad_err = decode(b"".join(d for s, d in chunks if s == STDERR))
-        both, _ = decode(b"".join(d for _, d in chunks))
+        out, bad_out = decode(stdout)
+        err, bad_err = decode(stderr)
+        both, _ = decode(both_bytes)
         extra = dict(self.extra)
         if self.rc is None:
             # Never invent an exit status: say that it is unknown.
@@ -217,6 +249,7 @@ class Exec:
             rc=self.rc if self.rc is not None else -1,
             started=self.started, duration=round(ended - self.t0, 6),
             timed_out=self.timed_out, invalid_bytes=bad_out + bad_err, extra=extra,
+            dropped=dropped,
         )
 
 
@@ -296,7 +329,7 @@ def pump_process(job: Exec, process: subprocess.Popen[bytes]) -> None:
     rc = 128 - rc if rc < 0 else rc  # killed by a signal: as a shell reports it
     process.stdout.close()
     process.stderr.close()
-    err = b"".join(d for s, d in job.chunks if s == STDERR).decode(errors="replace")
+    err = job.stderr().decode(errors="replace")
     if rc != 0 and err.startswith(("Error response from daemon", "Error: No such container")):
         # docker itself failed (the node container is gone or stopped): not the command's status.
         job.finish(error=LabUnavailable(

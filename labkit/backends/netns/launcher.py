@@ -33,7 +33,8 @@ from ...model.errors import (
     ToolMissing,
     UnknownTarget,
 )
-from ...model.result import Result
+from ...model.output import DEFAULT_KEEP, check_keep, interleave
+from ...model.result import Result, decode
 from ...model.tools import PACKAGES
 from . import protocol
 
@@ -202,18 +203,20 @@ class NetnsBackend:
             self._inventory = self._request({"op": "inventory"})["inventory"]
         return self._inventory
 
-    def run(self, target: str, command: str, timeout: float) -> Result:
+    def run(self, target: str, command: str, timeout: float,
+            keep: int = DEFAULT_KEEP) -> Result:
         reply = self._request({"op": "run", "target": target, "command": command,
-                               "timeout": timeout}, wait=timeout)
-        result = Result.from_dict(reply["result"])
+                               "timeout": timeout, "keep": check_keep(keep)}, wait=timeout)
+        result = _result(reply)
         if result.timed_out:
             raise CommandTimeout(result, timeout)
         return result
 
-    def start(self, target: str, command: str, ready: str | None, timeout: float) -> str:
+    def start(self, target: str, command: str, ready: str | None, timeout: float,
+              keep: int = DEFAULT_KEEP) -> str:
         reply = self._request({"op": "start", "target": target, "command": command,
-                               "ready": ready, "ready_timeout": timeout, "timeout": None},
-                              wait=timeout)
+                               "ready": ready, "ready_timeout": timeout, "timeout": None,
+                               "keep": check_keep(keep)}, wait=timeout)
         handle = str(reply["handle"])
         if not reply.get("ready", True):
             result = self.stop(handle, "KILL", 1.0)
@@ -226,7 +229,7 @@ class NetnsBackend:
     def stop(self, handle: str, signal: str, timeout: float) -> Result:
         reply = self._request({"op": "stop", "handle": handle, "signal": signal,
                                "timeout": timeout}, wait=timeout + STOP_GRACE)
-        return Result.from_dict(reply["result"])
+        return _result(reply)
 
     def close(self) -> None:
         """Stop the lab if this object started it (the agent and every namespace go)."""
@@ -281,7 +284,8 @@ class NetnsBackend:
             message["id"] = next(self._ids)
             self._sock.settimeout(limit)
             try:
-                self._sock.sendall(protocol.encode(message))
+                for frame in protocol.encode(message):
+                    self._sock.sendall(frame)
                 reply = protocol.recv(self._sock)
             except TimeoutError as exc:
                 self._reconnect()  # its late answer must not be taken for the next one's
@@ -307,6 +311,21 @@ class NetnsBackend:
                 raise LabDamaged(error["message"])
             raise LabError(error.get("message", "the lab's agent reported an error"))
         return reply
+
+
+def _result(reply: dict[str, Any]) -> Result:
+    """The :class:`Result` in an agent's answer, its output decoded from the raw bytes."""
+    fields = dict(reply["result"])
+    stdout, stderr = reply.get("_blobs") or (b"", b"")
+    out, bad_out = decode(stdout)
+    err, bad_err = decode(stderr)
+    if not stderr or not stdout:  # one stream only (the usual case): the same text, once
+        both = out if stdout else err
+    else:
+        both, _ = decode(interleave(stdout, stderr, fields["order"]))
+    del fields["order"]
+    return Result.from_dict({**fields, "stdout": out, "stderr": err, "output": both,
+                             "invalid_bytes": bad_out + bad_err})
 
 
 def _handshake_line(stream: IO[bytes], process: subprocess.Popen[bytes], deadline: float,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...model.result import decode
+from ...model.output import DEFAULT_KEEP, Output
 from . import protocol
 from .spawn import SetupError, Where
 
@@ -31,6 +31,11 @@ SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 RECORD_MAX = 4 << 20
 # After a command exits, how long to keep reading output that a child it left behind writes.
 DRAIN_GRACE = 0.2
+# Writes are put in order (and merged) once this many wait, so a command that writes a byte
+# at a time holds a few pieces, not millions. Only writes older than SETTLE_MARGIN are put in
+# order: a write the kernel stamped is on its socket's queue well within that.
+SETTLE_EVERY = 4096
+SETTLE_MARGIN_NS = 100_000_000
 
 
 PF_EXITING = 0x4  # in /proc/PID/stat's flags: the task is in do_exit()
@@ -49,8 +54,11 @@ class Job:
     socks: dict[int, socket.socket]
     deadline: float | None
     background: bool
-    chunks: list[tuple[int, int, bytes]] = field(default_factory=list)
-    """(kernel timestamp of the write, stream, bytes), in arrival order."""
+    output: Output = field(default_factory=Output)
+    """What it printed: up to its ``keep`` bytes of each stream, in the order written."""
+    tail: bytes = b""
+    """The last bytes it printed, as long as the ready text: that text may span two writes."""
+    settle_at: int = SETTLE_EVERY
     status: int | None = None
     exited_at: float | None = None
     timed_out: bool = False
@@ -60,28 +68,30 @@ class Job:
     ready_deadline: float | None = None
     ready_waiter: Callable[[dict[str, Any]], None] | None = None
 
-    def seen(self) -> bytes:
-        return b"".join(data for _, _, data in self.chunks)
+    def printed(self, data: bytes) -> bool:
+        """Whether the ready text is in what was printed, now that ``data`` came."""
+        assert self.ready is not None
+        seen = self.tail + data
+        self.tail = seen[-len(self.ready):]
+        return self.ready in seen
 
     def result(self) -> dict[str, Any]:
-        out, bad_out = decode(b"".join(d for _, s, d in self.chunks if s == 1))
-        err, bad_err = decode(b"".join(d for _, s, d in self.chunks if s == 2))
-        # A stable sort by write time: what a terminal would have shown, in that order.
-        both, _ = decode(b"".join(d for _, _, d in sorted(self.chunks, key=lambda c: c[0])))
+        """How it ended; the bytes of stdout and stderr travel beside it (``_blobs``, raw:
+        the host decodes them, so no escaping in between can make them larger)."""
+        self.output.settle()
         status = self.status if self.status is not None else 0
         rc = os.waitstatus_to_exitcode(status)
         return {
             "command": self.command,
             "target": self.target.name,
             "prompt": self.target.prompt,
-            "stdout": out,
-            "stderr": err,
-            "output": both,
+            "order": self.output.order(),
             "rc": 128 - rc if rc < 0 else rc,
             "started": self.started,
             "duration": round((self.exited_at or time.monotonic()) - self.t0, 6),
             "timed_out": self.timed_out,
-            "invalid_bytes": bad_out + bad_err,
+            "dropped": self.output.lost(),
+            "_blobs": [self.output.stream(1), self.output.stream(2)],
         }
 
 
@@ -176,21 +186,35 @@ class Server:
             data, ancillary = b"", []
         if data:
             self._keep(job, fd, data, ancillary)
-            if job.ready and job.ready_waiter and job.ready in job.seen():
+            if job.ready and job.ready_waiter and job.printed(data):
                 waiter, job.ready_waiter = job.ready_waiter, None
                 waiter({"handle": job.id, "ready": True})
+            if len(job.output.pending) >= job.settle_at:
+                self._settle(job)
             return
         self._close_fd(job, fd)
         self._maybe_finish(job)
 
     @staticmethod
-    def _keep(job: Job, fd: int, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> None:
+    def _keep(job: Job, fd: int, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> int:
         stamp = 0
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                 seconds, nanos = struct.unpack("qq", value[:16])
                 stamp = seconds * 1_000_000_000 + nanos
-        job.chunks.append((stamp, job.fds[fd], data))
+        job.output.add(job.fds[fd], data, stamp)
+        return stamp
+
+    def _settle(self, job: Job) -> None:
+        """Put in order what ``job`` wrote up to a moment ago: first read everything both its
+        streams had queued by then (the kernel stamps a write as it queues it)."""
+        before = time.time_ns() - SETTLE_MARGIN_NS
+        for fd in list(job.fds):
+            self._drain(job, fd, until=before)
+        job.output.settle(before)
+        # Not again until as many more wait: a stream that keeps writing cannot make each
+        # of its writes re-sort all those waiting.
+        job.settle_at = len(job.output.pending) + SETTLE_EVERY
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -200,7 +224,7 @@ class Server:
         del job.fds[fd]
 
     def _launch(self, target: Where, command: str, timeout: float | None,
-                background: bool) -> Job:
+                background: bool, keep: int = DEFAULT_KEEP) -> Job:
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         readers, writers = [], []
         for _ in (1, 2):
@@ -227,7 +251,7 @@ class Server:
             id=self.next_id, pid=pid, target=target, command=command, started=started, t0=t0,
             fds={readers[0].fileno(): 1, readers[1].fileno(): 2},
             socks={r.fileno(): r for r in readers}, background=background,
-            deadline=t0 + timeout if timeout else None,
+            deadline=t0 + timeout if timeout else None, output=Output(keep),
         )
         self.next_id += 1
         self.jobs[job.id] = job
@@ -267,7 +291,8 @@ class Server:
         if not job.background or job.waiters:
             self._complete(job)
 
-    def _drain(self, job: Job, fd: int) -> None:
+    def _drain(self, job: Job, fd: int, until: int | None = None) -> None:
+        """Read what ``fd`` has queued (up to the first write made after ``until``)."""
         while True:
             try:
                 data, ancillary, _flags, _ = job.socks[fd].recvmsg(RECORD_MAX, 64)
@@ -275,7 +300,8 @@ class Server:
                 return
             if not data:
                 return
-            self._keep(job, fd, data, ancillary)
+            if self._keep(job, fd, data, ancillary) > (until if until is not None else 1 << 62):
+                return
 
     def _complete(self, job: Job) -> None:
         result = job.result()
@@ -350,10 +376,16 @@ class Server:
     def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
         if conn.fileno() == -1:
             return  # the client hung up (an interrupted request) and _on_client closed it
-        data = protocol.encode(message)
+        result = message.get("result")
+        blobs: list[bytes] = []
+        if isinstance(result, dict) and "_blobs" in result:  # a result's stdout and stderr
+            blobs = result["_blobs"]
+            message = {**message, "result": {k: v for k, v in result.items() if k != "_blobs"}}
+        data = protocol.encode(message, blobs)
         conn.setblocking(True)
         try:
-            conn.sendall(data)
+            for piece in data:
+                conn.sendall(piece)
         except OSError:
             pass  # the client went away; nothing to tell it
         finally:
@@ -390,7 +422,8 @@ class Server:
                     return
                 background = op == "start"
                 job = self._launch(target, str(request["command"]),
-                                   request.get("timeout"), background)
+                                   request.get("timeout"), background,
+                                   int(request.get("keep", DEFAULT_KEEP)))
                 if not background:
                     job.waiters.append(reply)
                 elif request.get("ready"):
