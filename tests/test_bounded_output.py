@@ -87,6 +87,17 @@ def test_keep_bounds_what_a_command_returns_and_counts_the_rest(lab: labkit.Lab)
     assert node.sh("echo small").dropped == {}
 
 
+def test_ready_text_printed_past_the_limit_is_still_seen(lab: labkit.Lab) -> None:
+    node = lab.node(NODE)
+    with node.start("head -c 100000 /dev/zero | tr '\\0' y; echo; echo READY; sleep 30",
+                    ready="READY", keep=100) as background:
+        pass
+    result = background.result
+    assert result is not None
+    assert result.stdout == "y" * 100
+    assert result.dropped == {"stdout": {"kept": 100, "dropped": 100_000 + 1 + 6 - 100}}
+
+
 def sample_memory(token: str, stop: threading.Event, peaks: dict[str, int]) -> None:
     """Until ``stop``: the most memory the build's processes held at once (the sum of their
     proportional set sizes, sampled), and the highest peak RSS (VmHWM) of any one of them."""

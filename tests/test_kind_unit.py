@@ -42,6 +42,7 @@ from labkit.model.errors import (
     ToolMissing,
     UnknownTarget,
 )
+from labkit.model.output import Output
 from labkit.model.topology import MANIFESTS
 
 SAMPLES = Path(__file__).parent / "samples" / "kind"
@@ -534,6 +535,22 @@ def test_exec_stream_recordings(sample: Path) -> None:
         assert getattr(result, key) == expect[key], key
     assert result.command == recording["command"]
     assert result.prompt == "root@app-1:/#"
+
+
+def test_the_kind_lab_keeps_at_most_keep_bytes_of_each_stream_and_counts_the_rest() -> None:
+    # The same reader as `docker exec`'s two pipes; a local shell stands in for docker.
+    running = Exec(id="1", target="app-1", prompt="root@app-1:/#", command="yes-ish",
+                   pidfile="", output=Output(keep=1000))
+    commands.start_process(running, ["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' y; "
+                                     "echo READY; echo oops >&2"])
+    # What it prints past the limit still counts for the ready text; it is just not kept.
+    assert running.wait_for("READY", 30)
+    assert running.wait(30)
+    result = running.result()
+    assert result.stdout == "y" * 1000
+    assert result.stderr == "oops\n"
+    assert result.output == "y" * 1000 + "oops\n"
+    assert result.dropped == {"stdout": {"kept": 1000, "dropped": 299_006}}
 
 
 def test_recording_writes_what_the_tests_read(tmp_path: Path) -> None:
