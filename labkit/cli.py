@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "after the lab's name if you give it")
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     sh.add_argument("--timeout", type=float, default=60.0)
+    sh.add_argument("--keep", type=int, default=None, metavar="BYTES",
+                    help="keep at most this much of each of stdout and stderr "
+                         "(default 16 MiB); the rest is counted, not printed")
     sh.add_argument("--name", default=None)
     sh.set_defaults(usage_error=sh.error)
 
@@ -221,13 +224,20 @@ def _sh(args: argparse.Namespace) -> int:
 
         lab = Lab(launcher.attach(_instance(args, args.target)))
     command = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
+    more = {"keep": args.keep} if args.keep is not None else {}
     try:
-        result = lab.sh(args.target, command, timeout=args.timeout, check=False)
+        result = lab.sh(args.target, command, timeout=args.timeout, check=False, **more)
+    except ValueError as exc:  # a --keep out of range
+        args.usage_error(str(exc))
     finally:
         if args.lab == "kind":
             lab.close()  # releases the connection; the cluster stays up
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
+    for stream, lost in result.dropped.items():
+        print(f"labkit: {args.target}: printed only the first {lost['kept']} bytes of the "
+              f"command's {stream}; {lost['dropped']} more were not kept (--keep BYTES)",
+              file=sys.stderr)
     return result.rc
 
 

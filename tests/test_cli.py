@@ -136,6 +136,17 @@ def test_sh_exits_with_the_commands_status_and_keeps_its_streams(lab_up: str) ->
     assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
 
 
+def test_sh_keeps_at_most_keep_bytes_of_a_stream_and_says_how_many_more(lab_up: str) -> None:
+    done = labkit("sh", "--name", lab_up, "--keep", "10", "calico-ipip-worker2", "--",
+                  "seq", "1", "1000")
+    assert done.returncode == 0
+    assert done.stdout == "1\n2\n3\n4\n5\n"
+    whole = 9 * 2 + 90 * 3 + 900 * 4 + 5  # 1-9, 10-99, 100-999 and 1000, each with its \n
+    assert done.stderr == ("labkit: calico-ipip-worker2: printed only the first 10 bytes of "
+                           f"the command's stdout; {whole - 10} more were not kept "
+                           "(--keep BYTES)\n")
+
+
 def test_a_second_lab_under_the_same_name_is_refused(lab_up: str) -> None:
     done = labkit("up", "--name", lab_up)
     assert done.returncode == 1
