@@ -186,9 +186,6 @@ class Server:
             data, ancillary = b"", []
         if data:
             self._keep(job, fd, data, ancillary)
-            if job.ready and job.ready_waiter and job.printed(data):
-                waiter, job.ready_waiter = job.ready_waiter, None
-                waiter({"handle": job.id, "ready": True})
             if len(job.output.pending) >= job.settle_at:
                 self._settle(job)
             return
@@ -197,12 +194,17 @@ class Server:
 
     @staticmethod
     def _keep(job: Job, fd: int, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> int:
+        """Take one write of ``job``'s (whenever it is read); the time it was made."""
         stamp = 0
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                 seconds, nanos = struct.unpack("qq", value[:16])
                 stamp = seconds * 1_000_000_000 + nanos
         job.output.add(job.fds[fd], data, stamp)
+        # Looked for in every write, kept or not (past the limit it is still printed).
+        if job.ready and job.ready_waiter and job.printed(data):
+            waiter, job.ready_waiter = job.ready_waiter, None
+            waiter({"handle": job.id, "ready": True})
         return stamp
 
     def _settle(self, job: Job) -> None:
