@@ -8,21 +8,18 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
-from labproject import host_network, processes_running, wait_until
+from labproject import TOKEN, host_network, wait_until
+from labproject import agents as agents_of
 
 import labkit
 from labkit.backends.netns import launcher
 from labkit.model.errors import ToolMissing
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def agents() -> set[int]:
-    """Pids of every labkit agent process on the machine (by command line)."""
-    return processes_running(b"labkit.backends.netns.agent")
 
 
 def test_a_lab_leaves_the_host_network_as_it_was() -> None:
@@ -35,7 +32,10 @@ def test_a_lab_leaves_the_host_network_as_it_was() -> None:
 
 
 def test_the_lab_dies_with_the_process_that_started_it_even_by_sigkill() -> None:
-    before_net, before_agents = host_network(), agents()
+    before_net = host_network()
+    # Its agents are told apart by a token in their environment: other labs start and stop
+    # on this machine meanwhile (other tests, other builds), and are none of this test's.
+    token = uuid.uuid4().hex
     owner = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import sys, time, labkit
@@ -44,15 +44,15 @@ def test_the_lab_dies_with_the_process_that_started_it_even_by_sigkill() -> None
             print("up", flush=True)
             time.sleep(600)
         """)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, **{TOKEN: token}),
     )
     assert owner.stdout is not None
     assert owner.stdout.readline().strip() == "up"
-    started = agents() - before_agents
+    started = agents_of(token)
     assert started, "the lab's agent should be running while its owner lives"
     owner.send_signal(signal.SIGKILL)
     owner.wait()
-    assert wait_until(lambda: not (agents() & started)), "the agent outlived its owner"
+    assert wait_until(lambda: not agents_of(token)), "the agent outlived its owner"
     assert host_network() == before_net
 
 
