@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from copies import (  # noqa: F401 - fixtures
+    Copy,
     Recorded,
     recorded_fixture,
     recorded_once_fixture,
@@ -12,7 +13,7 @@ from copies import (  # noqa: F401 - fixtures
 
 from labkit.book import snippets
 from labkit.book.drift import compare
-from labkit.book.transcript import Store
+from labkit.book.transcript import Store, Transcript
 
 ADDR = 'addr = a.sh("ip addr show eth0")'
 
@@ -119,16 +120,22 @@ def test_a_snippet_changed_since_recording_is_named(recorded: Recorded) -> None:
            "docs_src/transcripts/01-same-node.yaml was recorded" in done.stdout
 
 
-def test_a_snippet_that_now_fails_is_named(recorded: Recorded) -> None:
-    copy = recorded.copy
-    copy.edit("01-same-node.md", ADDR, 'addr = a.sh("ip addr show eth7")')
-    # Recorded as it now is, but from a lab where eth7 existed.
+def _edit_as_recorded(copy: Copy, code: str) -> Transcript:
+    """Replace chapter 01's ``addr = ...`` line with ``code``, in the chapter and in its
+    transcript alike: the snippet is unchanged since its recording, only the lab differs."""
+    copy.edit("01-same-node.md", ADDR, code)
     store = Store(copy.transcripts)
     transcript = store.load("docs_src/01-same-node.md")
     assert transcript is not None
-    transcript.snippets[1].code = transcript.snippets[1].code.replace(
-        ADDR, 'addr = a.sh("ip addr show eth7")')
+    transcript.snippets[1].code = transcript.snippets[1].code.replace(ADDR, code)
     store.save(transcript)
+    return transcript
+
+
+def test_a_snippet_that_now_fails_is_named(recorded: Recorded) -> None:
+    copy = recorded.copy
+    # Recorded as it now is, but from a lab where eth7 existed.
+    _edit_as_recorded(copy, 'addr = a.sh("ip addr show eth7")')
     done = copy.cli("check")
     assert done.returncode == 1
     line = copy.line_of("01-same-node.md", "ip addr show eth7")
@@ -143,13 +150,7 @@ def test_a_snippet_that_ends_the_interpreter_fails_the_check_at_its_line(
     # drifted; run like the build runs a chapter, it is a failure at its line, and the
     # next chapter is still compared.
     copy = recorded.copy
-    copy.edit("01-same-node.md", ADDR, "import os; os._exit(0)")
-    store = Store(copy.transcripts)
-    transcript = store.load("docs_src/01-same-node.md")
-    assert transcript is not None
-    transcript.snippets[1].code = transcript.snippets[1].code.replace(
-        ADDR, "import os; os._exit(0)")
-    store.save(transcript)
+    transcript = _edit_as_recorded(copy, "import os; os._exit(0)")
     line = copy.line_of("01-same-node.md", "os._exit(0)")
     done = copy.cli("check")
     assert done.returncode == 1, done.stdout + done.stderr
