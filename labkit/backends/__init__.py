@@ -1,10 +1,14 @@
 # The backends: the labs that really run the commands.
 """The netns replica and the kind cluster; ``open_lab`` starts one."""
 
-from typing import Any
+from __future__ import annotations
 
-from ..api.lab import Lab
+from typing import TYPE_CHECKING, Any
+
 from ..model.errors import LabError
+
+if TYPE_CHECKING:
+    from ..api.lab import Lab
 
 
 def open_lab(kind: str = "netns", *, lab: str | None = None, **options: Any) -> Lab:
@@ -14,6 +18,10 @@ def open_lab(kind: str = "netns", *, lab: str | None = None, **options: Any) -> 
     cluster).  ``lab`` names the cluster (see :mod:`labkit.model.labs`): ``calico`` (the
     default) or another folder of ``manifests/``, such as ``flannel``.
     """
+    # Imported here, not above: the netns lab's agent lives under this package and imports
+    # it first, and it needs no Lab.
+    from ..api.lab import Lab
+
     if lab is not None:
         from ..model import labs
 

@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from .errors import ManifestError
+from .kind import UNDERLAY, UNDERLAY_GATEWAY, node_names
 from .yamlfile import Document, read
 
 FILES = {
@@ -45,11 +46,6 @@ FILES = {
 """Which file each part of :class:`Manifests` is read from, for a Calico lab."""
 FLANNEL_FILES = {**FILES, "calico": "flannel.yaml"}
 """The same for a Flannel lab, whose CNI file is ``flannel.yaml`` (its part is ``cni``)."""
-
-UNDERLAY = "172.18.0.0/16"
-"""docker's ``kind`` network, where the nodes' ``eth0`` addresses are."""
-UNDERLAY_GATEWAY = "172.18.0.1"
-"""That network's gateway (the docker host's bridge): no node may have it."""
 
 Mode = Literal["Always", "CrossSubnet", "Never"]
 """An IP pool's ``ipipMode`` / ``vxlanMode``, as Calico's IPPool resource spells them."""
@@ -174,16 +170,6 @@ class KindCluster(_Kubernetes):
     def node_names(self) -> list[str]:
         """kind's names: ``<cluster>-control-plane``, ``<cluster>-worker``, ``-worker2``..."""
         return node_names(self.name, [n.role for n in self.nodes])
-
-
-def node_names(cluster: str, roles: list[str]) -> list[str]:
-    """kind's node names for ``roles``, in order."""
-    names, seen = [], {"control-plane": 0, "worker": 0}
-    for role in roles:
-        seen[role] += 1
-        suffix = "" if seen[role] == 1 else str(seen[role])
-        names.append(f"{cluster}-{role}{suffix}")
-    return names
 
 
 # -- calico.yaml ---------------------------------------------------------------------------

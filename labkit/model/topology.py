@@ -16,27 +16,23 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import calico, manifests
-from .manifests import FlannelConfig, node_names
+from . import calico
+from .kind import (
+    UNDERLAY,
+    UNDERLAY6,
+    UNDERLAY6_GATEWAY,
+    UNDERLAY_GATEWAY,
+    node_names,
+    underlay6_address,
+)
 
-__all__ = ["FILES", "NodeSpec", "PodSpec", "Topology", "default_manifests", "load",
-           "node_names"]
+__all__ = ["NodeSpec", "PodSpec", "Topology", "default_manifests", "from_json", "load",
+           "node_names", "to_json"]
 
-FILES = tuple(manifests.FILES.values())
-UNDERLAY = manifests.UNDERLAY
-
-
-# kind creates its docker network with this IPv6 subnet (kind v0.12, pkg/cluster/internal/
-# providers/docker/network.go: a ULA from the network name's hash, fixed for "kind").
-UNDERLAY6 = "fc00:f853:ccd:e793::/64"
-UNDERLAY6_GATEWAY = "fc00:f853:ccd:e793::1"
-
-
-def underlay6_address(ip: str) -> str:
-    """docker numbers a container's IPv6 address on the network as its IPv4 one: .4 -> ::4."""
-    offset = int(ipaddress.ip_address(ip)) - int(ipaddress.ip_network(UNDERLAY).network_address)
-    return str(ipaddress.ip_network(UNDERLAY6).network_address + offset)
+CLUSTER_FILE = "kind-cluster.yaml"
+"""The file that makes a folder a lab's manifests (kind's own config)."""
 
 
 def default_manifests(project: Path | None = None) -> Path:
@@ -50,7 +46,7 @@ def default_manifests(project: Path | None = None) -> Path:
         return project / "manifests"
     here = Path.cwd()
     for folder in (here, *here.parents):
-        if (folder / "manifests" / FILES[0]).is_file():
+        if (folder / "manifests" / CLUSTER_FILE).is_file():
             return folder / "manifests"
     return Path(__file__).resolve().parents[2] / "manifests"
 
@@ -104,8 +100,8 @@ class Topology:
     vxlan_mode: str
     nodes: tuple[NodeSpec, ...]
     pods: tuple[PodSpec, ...]
-    gateway: str = manifests.UNDERLAY_GATEWAY
-    underlay: str = manifests.UNDERLAY
+    gateway: str = UNDERLAY_GATEWAY
+    underlay: str = UNDERLAY
     # docker's `kind` network is dual stack: this ULA /64 beside the IPv4 /16.
     gateway6: str = UNDERLAY6_GATEWAY
     underlay6: str = UNDERLAY6
@@ -144,7 +140,7 @@ class Topology:
 def _lab_name(directory: Path) -> str:
     from . import labs
 
-    if (directory.parent / "kind-cluster.yaml").is_file() and labs.NAME.match(directory.name):
+    if (directory.parent / CLUSTER_FILE).is_file() and labs.NAME.match(directory.name):
         return directory.name
     return labs.DEFAULT
 
@@ -152,11 +148,15 @@ def _lab_name(directory: Path) -> str:
 def load(directory: Path | None = None) -> Topology:
     """The lab ``directory`` (default :func:`default_manifests`) describes; raise
     :class:`~labkit.model.errors.ManifestError` naming the file, line and key if it is bad."""
+    # The schema only here: importing pydantic and building its models is most of a netns
+    # agent's start-up, and the agent gets the topology already made (:func:`from_json`).
+    from . import manifests
+
     spec = manifests.load(directory or default_manifests())
     cluster = spec.kind_cluster
     lab = _lab_name(spec.directory)
     template = spec.deployment.spec.template
-    if isinstance(spec.calico, FlannelConfig):
+    if isinstance(spec.calico, manifests.FlannelConfig):
         flannel_nodes = {name: node for name, node in spec.replica.nodes.items()
                          if not isinstance(node, manifests.ReplicaNode)}
         nodes = tuple(
@@ -233,3 +233,16 @@ def load(directory: Path | None = None) -> Topology:
         lab=lab,
         **settings,
     )
+
+
+def to_json(topo: Topology) -> str:
+    """``topo`` as JSON, for a process that must not read and check the manifests again."""
+    return json.dumps(dataclasses.asdict(topo))
+
+
+def from_json(text: str) -> Topology:
+    """The :class:`Topology` :func:`to_json` wrote."""
+    fields: dict[str, Any] = json.loads(text)
+    nodes = tuple(NodeSpec(**{**n, "blocks": tuple(n["blocks"])}) for n in fields.pop("nodes"))
+    pods = tuple(PodSpec(**p) for p in fields.pop("pods"))
+    return Topology(**fields, nodes=nodes, pods=pods)

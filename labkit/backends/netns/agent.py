@@ -21,10 +21,9 @@ import signal
 import socket
 import sys
 import traceback
-from pathlib import Path
 from typing import Any
 
-from ...model.topology import load
+from ...model.topology import from_json
 from . import linux
 from .replica import MOUNT_FLAGS, NS_FLAGS, Replica, choose_encapsulation
 from .server import Server
@@ -40,7 +39,7 @@ def become_lab_init(config: dict[str, Any], handshake: Any) -> int:
     linux.mount("tmpfs", "/run", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755")
     os.mkdir("/run/netns")
     linux.sethostname("labkit-" + config["name"])
-    topo = load(Path(config["manifests"]))
+    topo = from_json(config["topology"])  # the launcher has read and checked the manifests
     listener = socket.socket(fileno=config["listen_fd"])
     listener.set_inheritable(False)  # commands (and holders) must not hold it open
     note = ""

@@ -353,7 +353,7 @@ def start(manifests: Path | None = None, *, name: str = "default", detached: boo
     """
     # The manifests first: a mistake in them is the user's to fix on any machine.
     manifests = manifests or topology.default_manifests()
-    topology.load(manifests)
+    topo = topology.load(manifests)
     preflight()
     ids = ids or os.environ.get("LABKIT_USERNS", "auto")
     if ids not in ("auto", "single"):
@@ -389,8 +389,11 @@ def start(manifests: Path | None = None, *, name: str = "default", detached: boo
         )
     listener_fd = listener.fileno()
     assert process.stdin is not None and process.stdout is not None
-    config = {"manifests": str(manifests), "name": name, "detached": detached,
-              "listen_fd": listener_fd, "encapsulation": encapsulation, "bird": bird}
+    # The checked topology itself: reading and checking the manifests again would cost the
+    # agent pydantic's import, a third of a second before the first namespace.
+    config = {"manifests": str(manifests), "topology": topology.to_json(topo), "name": name,
+              "detached": detached, "listen_fd": listener_fd, "encapsulation": encapsulation,
+              "bird": bird}
     deadline = time.monotonic() + START_TIMEOUT
     try:
         process.stdin.write((json.dumps(config) + "\n").encode())
