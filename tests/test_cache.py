@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
+import copies
 import pytest
 from copies import (  # noqa: F401 - fixtures
     ROOT,
@@ -20,6 +22,7 @@ from labkit.book import build as build_module
 from labkit.book import cache, snippets
 from labkit.book.cache import chapter_key, code_fingerprint, key_inputs
 from labkit.model import topology
+from labkit.model.errors import ManifestError
 
 CHAPTER = """---
 title: 测试
@@ -286,3 +289,127 @@ def test_fresh_runs_everything_live(recorded: Recorded,
     pages = recorded.copy.build(mode="live")
     assert opened == BOTH
     assert pages["02-setup.md"].how == "live"
+
+
+# -- the pages, remembered between builds ----------------------------------------------------
+
+def _count_processes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The chapters a build starts a process for (each made with the real function)."""
+    started: list[str] = []
+    real = build_module.chapter_process
+
+    def counting(chapter: snippets.Chapter, *args: Any) -> Any:
+        started.append(Path(chapter.path).name)
+        return real(chapter, *args)
+
+    monkeypatch.setattr(build_module, "chapter_process", counting)
+    return started
+
+
+def test_a_rebuild_with_nothing_changed_takes_each_page_as_it_was(
+        recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_labs(monkeypatch)
+    copy = recorded.copy
+    rendered = copy.build()  # replayed from the transcripts, in a process per chapter
+    started = _count_processes(monkeypatch)
+    again = copy.build()
+    assert started == []
+    assert {name: p.markdown for name, p in again.items()} == \
+        {name: p.markdown for name, p in rendered.items()}
+    assert again["01-same-node.md"].how == "cached"
+    assert sum("01-same-node.md: cached from" in line for line in copy.logged) == 2
+
+
+def test_a_prose_edit_renders_that_page_again_and_no_other(
+        recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_labs(monkeypatch)
+    copy = recorded.copy
+    copy.build()
+    started = _count_processes(monkeypatch)
+    copy.edit("01-same-node.md", "先进 pod", "先（这是新写的一句）进 pod")
+    pages = copy.build()
+    assert started == ["01-same-node.md"]
+    assert "先（这是新写的一句）进 pod" in pages["01-same-node.md"].markdown
+    # And that new page is remembered in its turn.
+    assert copy.build()["01-same-node.md"].markdown == pages["01-same-node.md"].markdown
+    assert started == ["01-same-node.md"]
+
+
+def test_a_remembered_page_goes_when_its_transcript_changes(
+        recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.book.transcript import Store
+
+    copy = recorded.copy
+    forbid_labs(monkeypatch)
+    copy.build()
+    monkeypatch.undo()
+    monkeypatch.setattr(build_module, "code_fingerprint", lambda *_: copies.SOURCE)
+    store = Store(copy.transcripts)
+    theirs = store.load("docs_src/01-same-node.md")
+    assert theirs is not None
+    theirs.recorded += 3600  # a teammate's recording, arrived with a pull
+    store.save(theirs)
+    opened = count_labs(monkeypatch, copy.root)
+    pages = copy.build()
+    assert opened == ["netns"]
+    assert pages["01-same-node.md"].how == "live"
+
+
+def test_a_damaged_memo_is_rendered_again(recorded: Recorded,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_labs(monkeypatch)
+    copy = recorded.copy
+    rendered = copy.build()
+    for memo in (copy.root / ".labkit" / "pages").glob("*.json"):
+        memo.write_text("{not json", encoding="utf-8")
+    started = _count_processes(monkeypatch)
+    pages = copy.build()
+    assert sorted(started) == ["01-same-node.md", "02-setup.md"]
+    assert pages["02-setup.md"].markdown == rendered["02-setup.md"].markdown
+
+
+# -- the manifests' fingerprints, remembered between builds ----------------------------------
+
+def _never(folder: Path) -> str:
+    raise AssertionError(f"{folder} was read and checked again")
+
+
+def test_manifests_that_did_not_change_are_not_read_again(tmp_path: Path) -> None:
+    folder = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests", folder)
+    state = tmp_path / ".labkit"
+    first = cache.ManifestsMemo(state, "c" * 64).fingerprint(
+        folder, lambda: topology.load(folder).fingerprint)
+    assert first == topology.load(ROOT / "manifests").fingerprint
+    # The next build (a new process: a new memo read from disk) takes it as it was.
+    again = cache.ManifestsMemo(state, "c" * 64)
+    assert again.fingerprint(folder, lambda: _never(folder)) == first
+
+
+def test_an_edited_manifest_or_new_code_is_read_again(tmp_path: Path) -> None:
+    folder = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests", folder)
+    state = tmp_path / ".labkit"
+    first = cache.ManifestsMemo(state, "c" * 64).fingerprint(
+        folder, lambda: topology.load(folder).fingerprint)
+    replica = folder / "replica.yaml"
+    replica.write_text(replica.read_text().replace("ip: 172.18.0.3", "ip: 172.18.0.9", 1))
+    edited = cache.ManifestsMemo(state, "c" * 64).fingerprint(
+        folder, lambda: topology.load(folder).fingerprint)
+    assert edited != first
+    # labkit's code decides what the files mean: other code reads them again.
+    calls: list[str] = []
+    cache.ManifestsMemo(state, "d" * 64).fingerprint(folder, lambda: calls.append("read") or "x")
+    assert calls == ["read"]
+
+
+def test_a_broken_manifest_fails_every_build_it_is_in(tmp_path: Path) -> None:
+    folder = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests", folder)
+    state = tmp_path / ".labkit"
+    cluster = folder / "kind-cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("podSubnet:", "podSubnets:", 1))
+    for _ in range(2):  # a failure is never remembered as a fingerprint
+        with pytest.raises(ManifestError, match=r"kind-cluster\.yaml"):
+            cache.ManifestsMemo(state, "c" * 64).fingerprint(
+                folder, lambda: topology.load(folder).fingerprint)

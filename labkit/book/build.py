@@ -39,7 +39,16 @@ from ..model import labs, topology
 from ..model.errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from ..model.version import __version__
 from . import snippets
-from .cache import Runs, changed_inputs, chapter_key, code_fingerprint, key_inputs, sha256_of
+from .cache import (
+    ManifestsMemo,
+    PageMemo,
+    Runs,
+    changed_inputs,
+    chapter_key,
+    code_fingerprint,
+    key_inputs,
+    sha256_of,
+)
 from .chapter_process import ChapterProcess, SideBySide, SnippetEndedProcess, SnippetHung
 from .execute import ChapterRun, skip_reason
 from .render import Provenance, render_chapter, render_failed
@@ -102,14 +111,20 @@ def manifests_fingerprint(names: tuple[str, ...], fingerprints: dict[str, str]) 
 
 
 class Fingerprints(dict[str, str]):
-    """Each lab's manifests fingerprint, read once per build, by lab name."""
+    """Each lab's manifests fingerprint, read once per build (or remembered from an earlier
+    one, ``memo``), by lab name."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, memo: ManifestsMemo | None = None) -> None:
         super().__init__()
         self.root = root
+        self.memo = memo
 
     def __missing__(self, name: str) -> str:
-        value = topology.load(labs.manifests(name, self.root)).fingerprint
+        folder = labs.manifests(name, self.root)
+        if self.memo is None:
+            value = topology.load(folder).fingerprint
+        else:
+            value = self.memo.fingerprint(folder, lambda: topology.load(folder).fingerprint)
         self[name] = value
         return value
 
@@ -222,6 +237,17 @@ def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[s
             base.close()
 
 
+@dataclass
+class Loaded:
+    """A chapter of a build, read; with its page already, if :class:`PageMemo` had it."""
+
+    chapter: snippets.Chapter
+    manifests: str = ""
+    """The fingerprint of the chapter's labs' manifests (empty: no snippets)."""
+    memo_key: str = ""
+    page: str | None = None
+
+
 class Build:
     """One build, its chapters started: :meth:`pages` collects them, in chapter order.
 
@@ -235,21 +261,29 @@ class Build:
         self.options = options
         self.store = Store(options.transcripts, scratch=options.state / "tmp")
         self.runs = Runs(options.state)
-        fingerprints = Fingerprints(options.manifests)
-        fingerprints[labs.DEFAULT]  # a broken default lab fails the build before any chapter
         self.code = code_fingerprint(options.lab)
-        self.loaded: list[tuple[snippets.Chapter, str]] = []
+        fingerprints = Fingerprints(options.manifests, ManifestsMemo(options.state, self.code))
+        fingerprints[labs.DEFAULT]  # a broken default lab fails the build before any chapter
+        self.memo = PageMemo(options.state)
+        self.loaded: list[Loaded] = []
         for path in chapters(options.source):
             chapter = snippets.load(path, options.source.parent)
-            if not chapter.snippets:
-                manifests = ""
-            else:
+            loaded = Loaded(chapter)
+            if chapter.snippets:
                 _check_labs(chapter, options.manifests)
-                manifests = manifests_fingerprint(chapter.labs, fingerprints)
-            self.loaded.append((chapter, manifests))
-        processes = [chapter_process(chapter, options, self.store, self.runs, manifests,
-                                     self.code)
-                     for chapter, manifests in self.loaded if chapter.snippets]
+                loaded.manifests = manifests_fingerprint(chapter.labs, fingerprints)
+                if options.mode == "auto":
+                    loaded.memo_key = self.memo.key(
+                        chapter, self.store.path_for(chapter.path),
+                        self.runs.data.get(chapter.path),
+                        chapter_key(key_inputs(chapter, options.lab, loaded.manifests,
+                                               self.code)),
+                        options.mode, options.keep_going)
+                    loaded.page = self.memo.get(chapter, loaded.memo_key)
+            self.loaded.append(loaded)
+        processes = [chapter_process(each.chapter, options, self.store, self.runs,
+                                     each.manifests, self.code)
+                     for each in self.loaded if each.chapter.snippets and each.page is None]
         # A kind cluster is one real cluster that every chapter uses: one chapter at a time.
         self.side = SideBySide(processes, 1 if options.lab == "kind" else options.jobs)
         self.side.start()
@@ -265,18 +299,28 @@ class Build:
         with self.side:
             done = iter(self.side)
             try:
-                for chapter, manifests in self.loaded:
+                for each in self.loaded:
+                    chapter = each.chapter
                     if not chapter.snippets:
                         pages.append(_build_one(chapter, options, self.store, self.runs,
-                                                manifests, self.code, {}))
+                                                each.manifests, self.code, {}))
+                        continue
+                    if each.page is not None:
+                        options.log(f"labkit: {chapter.path}: cached from "
+                                    f"{self.store.path_for(chapter.path)}")
+                        pages.append(Page(chapter.path, Path(chapter.path).name, each.page,
+                                          "cached"))
                         continue
                     try:
-                        pages.append(next(done).result())
+                        page = next(done).result()
                     except (SnippetEndedProcess, SnippetHung) as exc:
                         if not options.keep_going:
                             raise
                         options.log(f"labkit: error: {exc}")
-                        pages.append(_failed(chapter, exc, _STOPPED_TITLE[type(exc)]))
+                        page = _failed(chapter, exc, _STOPPED_TITLE[type(exc)])
+                    if each.memo_key and page.how == "cached" and not page.errors:
+                        self.memo.put(chapter, each.memo_key, page.markdown)
+                    pages.append(page)
             except KeyboardInterrupt:
                 running = self.side.running()
                 if running:

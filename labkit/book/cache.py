@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,91 @@ class Runs:
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
             os.replace(tmp, self.path)
+
+
+class ManifestsMemo:
+    """Each lab's manifests fingerprint, remembered by the bytes of the lab's files and
+    labkit's code (``.labkit/manifests.json``).
+
+    Reading and checking the manifests means importing the pydantic schema: most of what
+    labkit added to a rebuild in which nothing changed.  The same bytes checked by the same
+    code give the same fingerprint (or the same error, which is never remembered).
+    """
+
+    def __init__(self, state: Path, code: str) -> None:
+        self.path = state / "manifests.json"
+        self.code = code
+        try:
+            self.data: dict[str, list[str]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def fingerprint(self, folder: Path, compute: Callable[[], str]) -> str:
+        """``folder``'s fingerprint: remembered if its files are as they were, else
+        ``compute()`` (which raises if they are wrong)."""
+        digest = hashlib.sha256(self.code.encode())
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        files, where = digest.hexdigest(), str(folder.resolve())
+        remembered = self.data.get(where)
+        if remembered and remembered[0] == files:
+            return remembered[1]
+        value = compute()
+        self.data[where] = [files, value]
+        with contextlib.suppress(OSError):  # a read-only checkout only loses the memo
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+        return value
+
+
+class PageMemo:
+    """The Markdown of each chapter's last cached page, by everything it was made from
+    (``.labkit/pages/``).
+
+    A cached page is a replay: the chapter's snippets run again against its transcript,
+    and the page is rendered from what they print.  Given the same chapter text, the same
+    transcript file (recorded by this checkout) and the same key (labkit's code, the
+    manifests, the lab), it comes out the same, so a rebuild takes it from here instead of
+    starting a process for it.  Only cached pages without errors are remembered.
+    """
+
+    def __init__(self, state: Path) -> None:
+        self.directory = state / "pages"
+
+    def key(self, chapter: snippets.Chapter, transcript: Path, recorded: str | None,
+            chapter_key: str, mode: str, keep_going: bool) -> str:
+        """What the page depends on; ``recorded`` is this checkout's checksum of the
+        transcript (:class:`Runs`), None if it did not record it."""
+        try:
+            transcript_bytes = hashlib.sha256(transcript.read_bytes()).hexdigest()
+        except OSError:
+            transcript_bytes = ""
+        return sha256_of({"text": hashlib.sha256(chapter.text.encode()).hexdigest(),
+                          "path": chapter.path, "transcript": transcript_bytes,
+                          "recorded": recorded, "key": chapter_key, "mode": mode,
+                          "keep_going": keep_going})
+
+    def _file(self, chapter: snippets.Chapter) -> Path:
+        return self.directory / (Path(chapter.path).stem + ".json")
+
+    def get(self, chapter: snippets.Chapter, key: str) -> str | None:
+        """The page's Markdown if it was made from exactly ``key``."""
+        try:
+            data = json.loads(self._file(chapter).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        markdown = data.get("markdown")
+        return markdown if isinstance(markdown, str) else None
+
+    def put(self, chapter: snippets.Chapter, key: str, markdown: str) -> None:
+        path = self._file(chapter)
+        with contextlib.suppress(OSError):  # a read-only checkout only loses the memo
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "markdown": markdown}), encoding="utf-8")
+            os.replace(tmp, path)
