@@ -27,7 +27,6 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from .figures.status import status_document, status_text
 from .model import labs
 from .model.errors import LabError, LabUnavailable, RefusedFolder
 from .model.version import __version__
@@ -173,6 +172,8 @@ def _instance(args: argparse.Namespace, target: str | None = None) -> str:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from .figures.status import status_text
+
     manifests = labs.manifests(_cluster(args))
     if args.lab == "kind":
         from .backends.kind import backend as kind_backend
@@ -189,6 +190,8 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from .figures.status import status_document, status_text
+
     if args.lab == "kind":
         from .backends.kind import backend as kind_backend
 
@@ -271,10 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(manage.pin(args.what, arch=args.arch))
             return 0
-        from .integrations import check, site
-
+        # Each command imports what it needs, here and above: `labkit build` is run after
+        # every edit, and what it imports for nothing is paid on every rebuild.
         if args.command == "build":
+            from .integrations import site
+
             return site.build_site(args)
+        from .integrations import check
+
         return check.check(args)
     except LabUnavailable as exc:
         print(f"labkit: {exc.one_line()}", file=sys.stderr)
