@@ -374,12 +374,20 @@ def _never(folder: Path) -> str:
     raise AssertionError(f"{folder} was read and checked again")
 
 
-def test_manifests_that_did_not_change_are_not_read_again(tmp_path: Path) -> None:
+def _remembered(tmp_path: Path, code: str = "c" * 64) -> tuple[Path, Path, str]:
+    """A copy of the manifests, the state folder of a build, and the fingerprint that build
+    read (and remembered), as labkit's code ``code``."""
     folder = tmp_path / "manifests"
-    shutil.copytree(ROOT / "manifests", folder)
+    if not folder.exists():
+        shutil.copytree(ROOT / "manifests", folder)
     state = tmp_path / ".labkit"
-    first = cache.ManifestsMemo(state, "c" * 64).fingerprint(
+    read = cache.ManifestsMemo(state, code).fingerprint(
         folder, lambda: topology.load(folder).fingerprint)
+    return folder, state, read
+
+
+def test_manifests_that_did_not_change_are_not_read_again(tmp_path: Path) -> None:
+    folder, state, first = _remembered(tmp_path)
     assert first == topology.load(ROOT / "manifests").fingerprint
     # The next build (a new process: a new memo read from disk) takes it as it was.
     again = cache.ManifestsMemo(state, "c" * 64)
@@ -387,16 +395,12 @@ def test_manifests_that_did_not_change_are_not_read_again(tmp_path: Path) -> Non
 
 
 def test_an_edited_manifest_or_new_code_is_read_again(tmp_path: Path) -> None:
-    folder = tmp_path / "manifests"
-    shutil.copytree(ROOT / "manifests", folder)
-    state = tmp_path / ".labkit"
-    first = cache.ManifestsMemo(state, "c" * 64).fingerprint(
-        folder, lambda: topology.load(folder).fingerprint)
+    folder, state, first = _remembered(tmp_path)
     replica = folder / "replica.yaml"
     replica.write_text(replica.read_text().replace("ip: 172.18.0.3", "ip: 172.18.0.9", 1))
-    edited = cache.ManifestsMemo(state, "c" * 64).fingerprint(
-        folder, lambda: topology.load(folder).fingerprint)
-    assert edited != first
+    _, _, edited = _remembered(tmp_path)
+    assert edited != first == topology.load(ROOT / "manifests").fingerprint
+    assert edited == topology.load(folder).fingerprint
     # labkit's code decides what the files mean: other code reads them again.
     calls: list[str] = []
     cache.ManifestsMemo(state, "d" * 64).fingerprint(folder, lambda: calls.append("read") or "x")
@@ -404,12 +408,9 @@ def test_an_edited_manifest_or_new_code_is_read_again(tmp_path: Path) -> None:
 
 
 def test_a_broken_manifest_fails_every_build_it_is_in(tmp_path: Path) -> None:
-    folder = tmp_path / "manifests"
-    shutil.copytree(ROOT / "manifests", folder)
-    state = tmp_path / ".labkit"
+    folder, _, _ = _remembered(tmp_path)  # good once, and remembered
     cluster = folder / "kind-cluster.yaml"
     cluster.write_text(cluster.read_text().replace("podSubnet:", "podSubnets:", 1))
     for _ in range(2):  # a failure is never remembered as a fingerprint
         with pytest.raises(ManifestError, match=r"kind-cluster\.yaml"):
-            cache.ManifestsMemo(state, "c" * 64).fingerprint(
-                folder, lambda: topology.load(folder).fingerprint)
+            _remembered(tmp_path)
