@@ -277,8 +277,7 @@ class Build:
                         chapter, self.store.path_for(chapter.path),
                         self.runs.data.get(chapter.path),
                         chapter_key(key_inputs(chapter, options.lab, loaded.manifests,
-                                               self.code)),
-                        options.mode, options.keep_going)
+                                               self.code)))
                     loaded.page = self.memo.get(chapter, loaded.memo_key)
             self.loaded.append(loaded)
         processes = [chapter_process(each.chapter, options, self.store, self.runs,

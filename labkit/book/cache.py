@@ -84,6 +84,23 @@ def changed_inputs(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return [INPUTS.get(name, name) for name in now if recorded.get(name) != now[name]]
 
 
+def _read_json(path: Path) -> Any:
+    """What ``path`` holds, None if it is missing or not JSON (a memo is then empty)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: Any, **layout: Any) -> None:
+    """Write ``data`` to ``path`` all at once: a reader, or a build killed meanwhile, sees
+    the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, **layout), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class Runs:
     """This checkout's record of the transcripts it wrote itself (``.labkit/runs.json``).
 
@@ -94,10 +111,8 @@ class Runs:
 
     def __init__(self, state: Path) -> None:
         self.path = state / "runs.json"
-        try:
-            self.data: dict[str, str] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.data = {}
+        data = _read_json(self.path)
+        self.data: dict[str, str] = data if isinstance(data, dict) else {}
 
     def recorded(self, transcript: Transcript) -> bool:
         return self.data.get(transcript.chapter) == transcript.checksum
@@ -108,12 +123,11 @@ class Runs:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            with contextlib.suppress(OSError, ValueError):
-                self.data = json.loads(self.path.read_text())
+            on_disk = _read_json(self.path)
+            if isinstance(on_disk, dict):
+                self.data = on_disk
             self.data[transcript.chapter] = transcript.checksum
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
+            _write_json(self.path, self.data, indent=1, sort_keys=True)
 
 
 class ManifestsMemo:
@@ -128,10 +142,8 @@ class ManifestsMemo:
     def __init__(self, state: Path, code: str) -> None:
         self.path = state / "manifests.json"
         self.code = code
-        try:
-            self.data: dict[str, list[str]] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.data = {}
+        data = _read_json(self.path)
+        self.data: dict[str, list[str]] = data if isinstance(data, dict) else {}
 
     def fingerprint(self, folder: Path, compute: Callable[[], str]) -> str:
         """``folder``'s fingerprint: remembered if its files are as they were, else
@@ -147,10 +159,7 @@ class ManifestsMemo:
         value = compute()
         self.data[where] = [files, value]
         with contextlib.suppress(OSError):  # a read-only checkout only loses the memo
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
+            _write_json(self.path, self.data, indent=1, sort_keys=True)
         return value
 
 
@@ -169,36 +178,29 @@ class PageMemo:
         self.directory = state / "pages"
 
     def key(self, chapter: snippets.Chapter, transcript: Path, recorded: str | None,
-            chapter_key: str, mode: str, keep_going: bool) -> str:
+            chapter_key: str) -> str:
         """What the page depends on; ``recorded`` is this checkout's checksum of the
-        transcript (:class:`Runs`), None if it did not record it."""
+        transcript (:class:`Runs`), None if it did not record it.  (Not ``--keep-going``:
+        a page without errors is the same either way, and no other is remembered.)"""
         try:
             transcript_bytes = hashlib.sha256(transcript.read_bytes()).hexdigest()
         except OSError:
             transcript_bytes = ""
         return sha256_of({"text": hashlib.sha256(chapter.text.encode()).hexdigest(),
                           "path": chapter.path, "transcript": transcript_bytes,
-                          "recorded": recorded, "key": chapter_key, "mode": mode,
-                          "keep_going": keep_going})
+                          "recorded": recorded, "key": chapter_key})
 
     def _file(self, chapter: snippets.Chapter) -> Path:
         return self.directory / (Path(chapter.path).stem + ".json")
 
     def get(self, chapter: snippets.Chapter, key: str) -> str | None:
         """The page's Markdown if it was made from exactly ``key``."""
-        try:
-            data = json.loads(self._file(chapter).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        data = _read_json(self._file(chapter))
         if not isinstance(data, dict) or data.get("key") != key:
             return None
         markdown = data.get("markdown")
         return markdown if isinstance(markdown, str) else None
 
     def put(self, chapter: snippets.Chapter, key: str, markdown: str) -> None:
-        path = self._file(chapter)
         with contextlib.suppress(OSError):  # a read-only checkout only loses the memo
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"key": key, "markdown": markdown}), encoding="utf-8")
-            os.replace(tmp, path)
+            _write_json(self._file(chapter), {"key": key, "markdown": markdown})
