@@ -105,15 +105,19 @@ def test_each_chapter_has_a_lab_of_its_own_built_identically(
     assert f"{pod.veth}@if3" in link[0] and "ee:ee:ee:ee:ee:ee" in link[0], link[0]
 
 
-def test_the_first_error_in_chapter_order_fails_the_build(
-        project: Project, tmp_path: Path) -> None:
+def write_two_failing_chapters(project: Project, tmp_path: Path) -> None:
+    """02 fails at once; 01 fails only after that, once it sees that 02 has."""
     failed = tmp_path / "02-failed"
-    # 02 fails at once; 01 fails only after that. The build names 01, as a build that ran
-    # the chapters one after another would.
     project.write("01-a.md", "# A\n\n" + snippet(
         wait_for(failed) + f"lab.node('{NODE}').sh('ls /no/such/dir-01')", "timeout=90"))
     project.write("02-b.md", "# B\n\n" + snippet(
         touch(failed) + f"lab.node('{NODE}').sh('ls /no/such/dir-02')"))
+
+
+def test_the_first_error_in_chapter_order_fails_the_build(
+        project: Project, tmp_path: Path) -> None:
+    # The build names 01, as a build that ran the chapters one after another would.
+    write_two_failing_chapters(project, tmp_path)
     build = project.build()
     assert build.returncode != 0
     assert "Traceback" not in build.stderr
@@ -126,11 +130,7 @@ def test_the_first_error_in_chapter_order_fails_the_build(
 
 def test_keep_going_lists_every_failure_in_chapter_order(
         project: Project, tmp_path: Path) -> None:
-    failed = tmp_path / "02-failed"
-    project.write("01-a.md", "# A\n\n" + snippet(
-        wait_for(failed) + f"lab.node('{NODE}').sh('ls /no/such/dir-01')", "timeout=90"))
-    project.write("02-b.md", "# B\n\n" + snippet(
-        touch(failed) + f"lab.node('{NODE}').sh('ls /no/such/dir-02')"))
+    write_two_failing_chapters(project, tmp_path)
     build = project.build("--keep-going")
     assert build.returncode == 1, build.messages
     named = re.findall(r"^  (docs_src/\S+\.md):\d+: ", build.messages, re.M)
