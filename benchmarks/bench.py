@@ -195,9 +195,9 @@ def pss_kib(pids: list[int]) -> int:
     return total
 
 
-def settle(limit: float = 20.0) -> float:
+def settle(limit: float = 20.0) -> None:
     """Wait until the machine is idle again (90% of its CPU time idle over 0.2 s), at most
-    ``limit`` seconds; return how long that took.
+    ``limit`` seconds.
 
     A lab's namespaces outlive it: the kernel tears them down later, in a worker of its
     own (cleanup_net), seconds of CPU for a thousand pods.  A start-up timed meanwhile
@@ -207,10 +207,8 @@ def settle(limit: float = 20.0) -> float:
     while time.perf_counter() - started < limit:
         before = cpu_times()
         time.sleep(0.2)
-        spent = [b - a for a, b in zip(before, cpu_times(), strict=True)]
-        if spent[3] >= 0.9 * max(1, sum(spent)):
+        if share(before, cpu_times(), IDLE) >= 90:
             break
-    return time.perf_counter() - started
 
 
 def scale_up(manifests: Path, rounds: int) -> tuple[list[float], list[float], int]:
@@ -300,11 +298,20 @@ def cpu_times() -> list[int]:
     return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
+IDLE, STEAL = 3, 7
+"""Where idle time and steal are in :func:`cpu_times`."""
+
+
+def share(before: list[int], after: list[int], kind: int) -> float:
+    """The share (%) of the CPU time between two :func:`cpu_times` that was of ``kind``."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return 100 * spent[kind] / max(1, sum(spent))
+
+
 def stolen(before: list[int], after: list[int]) -> float:
     """The share of CPU time the hypervisor gave other machines meanwhile (steal), in %:
     on a shared virtual machine it slows every figure down, whatever labkit does."""
-    spent = [b - a for a, b in zip(before, after, strict=True)]
-    return 100 * spent[7] / max(1, sum(spent))
+    return share(before, after, STEAL)
 
 
 # -- builds ----------------------------------------------------------------------------------
@@ -505,10 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-clone", action="store_true",
                         help="leave out the fresh clone's nox -s build")
     args = parser.parse_args(argv)
-    started = cpu_times()
+    started = part = cpu_times()
     print(f"labkit bench on {os.uname().nodename} (Linux {os.uname().release}, "
           f"{os.cpu_count()} CPUs, uid {os.getuid()}); load average {load_average()}")
-    part = cpu_times()
 
     def steal_so_far() -> None:  # per part: the host's load comes and goes
         nonlocal part
