@@ -72,6 +72,13 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def parts(session: nox.Session) -> None:
+    """Build the real cluster's parts that are missing into the cache (`labkit parts build`)."""
+    _install(session)
+    session.run("labkit", "parts", "build", *session.posargs)
+
+
+@nox.session
 def check(session: nox.Session) -> None:
     """Run every snippet live and diff its output against the committed transcript."""
     _install(session)

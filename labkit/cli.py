@@ -14,6 +14,7 @@ LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such
                                       run the chapters and build site/ with mkdocs
     labkit check [--lab L]            run every snippet live, diff against transcripts
     labkit pin [manifest|calicoctl|flannel]   kind lab: record the sha256 of what it downloads
+    labkit parts build|list|check|path [NAME...]   the real cluster's software, built and cached
 
 Errors print one line (``labkit: ...``) and exit 1; bad arguments print usage and exit 2, and
 so does a ``--site`` folder that labkit did not build (it is left as it was).
@@ -119,7 +120,25 @@ def _parser() -> argparse.ArgumentParser:
     pin.add_argument("what", choices=["manifest", "calicoctl", "flannel"], nargs="?",
                      default="manifest")
     pin.add_argument("--arch", default=None, help="calicoctl's architecture (default amd64)")
+    _parts_parser(sub)
     return parser
+
+
+def _parts_parser(sub: argparse._SubParsersAction[_Command]) -> None:
+    parts = sub.add_parser("parts", help="the real cluster's software (Kubernetes, pause, "
+                                         "Debian's containerd...): build, list, check")
+    actions = parts.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                   parser_class=_Command)
+    names = "parts to act on (default: all of them)"
+    build = actions.add_parser("build", help="build the parts that are missing or damaged")
+    build.add_argument("names", nargs="*", metavar="NAME", help=names)
+    listing = actions.add_parser("list", help="each part: version, source, path, sha256s")
+    listing.add_argument("names", nargs="*", metavar="NAME", help=names)
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    check = actions.add_parser("check", help="re-hash every cached file against part.json")
+    check.add_argument("names", nargs="*", metavar="NAME", help=names)
+    path = actions.add_parser("path", help="print the folder of a built part")
+    path.add_argument("name", metavar="NAME")
 
 
 def _build_options(parser: argparse.ArgumentParser) -> None:
@@ -269,6 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sh(args)
         if args.command == "down":
             return _down(args)
+        if args.command == "parts":
+            from .parts import commands as parts
+
+            return parts.run(args)
         if args.command == "pin":
             from .backends.kind import manage
 
