@@ -1,6 +1,7 @@
 # pytest setup shared by the unit tests and the chapters' snippets (collected by sybil).
 """``--lab netns|kind`` picks the lab; ``--require-lab`` (CI) fails instead of skipping when
-no lab can start, so a green run always means the snippets really ran."""
+no lab can start, so a green run always means the snippets really ran; ``--require-parts``
+(CI, after ``labkit parts build``) does the same for tests of the real cluster's parts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import pytest
 from labkit import Lab, LabUnavailable, open_lab
 from labkit.integrations.site import QUIET_BANNERS
 from labkit.integrations.sybil import NO_LAB, UNCOMPARED, collector
+
+NOT_BUILT = "labkit parts build has not run here"
+"""What every test of a real part says when it skips (tests/test_parts.py)."""
 
 # Whatever a test starts (mkdocs in-process or a `labkit` process) keeps the MkDocs 1.x
 # end-of-life banners out of its output, as `labkit build` does.
@@ -28,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="the lab the snippets and lab tests run on (default: netns)")
     parser.addoption("--require-lab", action="store_true",
                      help="fail, instead of skip, when the lab cannot be started (CI)")
+    parser.addoption("--require-parts", action="store_true",
+                     help="fail, instead of skip, when a part is not built (CI)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,12 +70,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     lab-dependent skip says so with the same words (``NO_LAB``), wherever it happens."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if not (report.skipped and item.config.getoption("--require-lab")):
+    if not report.skipped:
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    if NO_LAB in reason:
-        report.outcome = "failed"
-        report.longrepr = f"--require-lab: {reason.removeprefix('Skipped: ')}"
+    for option, phrase in (("--require-lab", NO_LAB), ("--require-parts", NOT_BUILT)):
+        if item.config.getoption(option) and phrase in reason:
+            report.outcome = "failed"
+            report.longrepr = f"{option}: {reason.removeprefix('Skipped: ')}"
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -343,7 +344,15 @@ def test_a_go_too_old_is_refused_naming_the_version_needed(
         toolchain.find_go("1.22")
 
 
-# The real parts, from the real cache (`labkit parts build`, `nox -s parts`).
+# The real parts, from the real cache (`labkit parts build`, `nox -s parts`). A test that
+# needs one skips saying NOT_BUILT, which `--require-parts` (CI) turns into a failure.
+NOT_BUILT = "labkit parts build has not run here"  # conftest.NOT_BUILT
+
+
+def cache_sha256(file: Path) -> str:
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
 def _built(name: str) -> bool:
     try:
         path(name)
@@ -360,7 +369,7 @@ def run(name: str, file: str, *args: str) -> str:
 
 
 kubernetes_built = pytest.mark.skipif(not _built("kubernetes"),
-                                      reason="labkit parts build has not run here")
+                                      reason=NOT_BUILT)
 
 
 @kubernetes_built
@@ -401,13 +410,82 @@ def test_a_module_that_cannot_be_had_is_one_error(
         module_folder(module, "example.com/elsewhere")
 
 
-@pytest.mark.skipif(not _built("pause"), reason="labkit parts build has not run here")
+@pytest.mark.skipif(not _built("pause"), reason=NOT_BUILT)
 def test_pause_is_3_6() -> None:
     assert run("pause", "pause", "-v") == "pause.c v3.6-v1.23.4\n"
 
 
-@pytest.mark.skipif(not _built("containerd"), reason="labkit parts build has not run here")
+@pytest.mark.skipif(not _built("containerd"), reason=NOT_BUILT)
 def test_containerd_and_runc_are_debian_12s() -> None:
     assert run("containerd", "containerd", "--version").startswith(
         "containerd github.com/containerd/containerd 1.6.20~ds1")
     assert run("runc", "runc", "--version").startswith("runc version 1.1.5+ds1")
+
+
+def parts_built(*names: str) -> pytest.MarkDecorator:
+    missing = [name for name in names if not _built(name)]
+    return pytest.mark.skipif(bool(missing), reason=f"{NOT_BUILT}: {', '.join(missing)}")
+
+
+@parts_built("etcd")
+def test_etcd_is_3_5_1_at_its_tag() -> None:
+    out = run("etcd", "etcd", "--version")
+    assert out.splitlines()[:2] == ["etcd Version: 3.5.1", "Git SHA: d42e8589e"]
+    assert run("etcd", "etcdctl", "version").splitlines() == [
+        "etcdctl version: 3.5.1", "API version: 3.5"]
+
+
+@parts_built("coredns")
+def test_coredns_is_1_8_6() -> None:
+    out = run("coredns", "coredns", "-version").splitlines()
+    assert out[0] == "CoreDNS-1.8.6"
+    assert out[1].startswith("linux/amd64, go") and out[1].endswith(", 13a9191")
+
+
+@parts_built("calico")
+def test_calico_binaries_are_v3_23_2() -> None:
+    # v3.23.5, the seed's, is refused by the module proxy; v3.23.2 is the nearest served.
+    assert run("calico", "calico-node", "-v") == "v3.23.2\n"
+    assert run("calico", "calico", "-v") == "v3.23.2\n"
+    assert run("calico", "kube-controllers", "-version") == "v3.23.2\n"
+    assert run("calico", "calicoctl", "version").splitlines()[:2] == [
+        "Client Version:    v3.23.2", "Git commit:        a52cb86db"]
+
+
+@parts_built("flannel", "flannel-cni")
+def test_flanneld_is_v0_22_0_and_its_cni_plugin_v0_9_1() -> None:
+    assert run("flannel", "flanneld", "--version").strip() == "v0.22.0"
+    done = subprocess.run([binary("flannel-cni", "flannel")], capture_output=True, text=True,
+                          env={"CNI_COMMAND": "VERSION"}, timeout=60)
+    assert json.loads(done.stdout)["supportedVersions"][-1] == "0.4.0"
+    assert "CNI flannel plugin v0.9.1" in subprocess.run(
+        [binary("flannel-cni", "flannel")], capture_output=True, text=True,
+        timeout=60).stderr
+
+
+@parts_built("crictl", "helm")
+def test_crictl_and_helm() -> None:
+    assert run("crictl", "crictl", "--version") == "crictl version v1.34.0\n"
+    assert run("helm", "helm", "version").startswith(
+        'version.BuildInfo{Version:"v3.7.0", GitCommit:"eeac83883cb4014fe60267ec6373570374ce770b", '
+        'GitTreeState:"clean"')
+
+
+@parts_built("calico-manifests")
+def test_calico_yaml_is_the_chart_rendered_as_the_docs_site_did() -> None:
+    folder = path("calico-manifests")
+    ipip = (folder / "calico.yaml").read_text()
+    vxlan = (folder / "calico-vxlan.yaml").read_text()
+    # The docs site's values: IPIP Always and BIRD by default; the VXLAN page (vxlan: true)
+    # runs no BIRD and sets CrossSubnet, not Always.
+    assert 'calico_backend: "bird"' in ipip and 'calico_backend: "vxlan"' in vxlan
+    assert re.search(r'name: CALICO_IPV4POOL_IPIP\n\s+value: "Always"', ipip)
+    assert re.search(r'name: CALICO_IPV4POOL_VXLAN\n\s+value: "CrossSubnet"', vxlan)
+    images = set(re.findall(r"image: (\S+)", ipip)) | set(re.findall(r"image: (\S+)", vxlan))
+    assert images == {"docker.io/calico/cni:v3.23.2", "docker.io/calico/node:v3.23.2",
+                      "docker.io/calico/kube-controllers:v3.23.2"}
+    # The first rendering (helm v3.7.0, the site's values.rb by ruby) had these sha256s.
+    assert cache_sha256(folder / "calico.yaml") == (
+        "7003363c53ea24f5bb15327794f5056ea19c7d374eb5e354d3e4635fd85d698d")
+    assert cache_sha256(folder / "calico-vxlan.yaml") == (
+        "f143cccaa694dba641a2b850448b9291693d63a8cba4ec7bfe75d02f91396de1")

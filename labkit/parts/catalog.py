@@ -9,8 +9,9 @@ committed), then a :class:`~.recipe.GoBuild` here; a Debian package's binaries a
 
 from __future__ import annotations
 
+from . import images, render
 from .kubernetes import generate_openapi
-from .recipe import MODULES, CBuild, Debian, GoBuild, Recipe
+from .recipe import MODULES, Assembled, CBuild, Debian, GoBuild, Recipe
 
 KUBERNETES_VERSION = "v1.23.4"
 KUBERNETES_COMMIT = "e6c093d87ea4cbb530a7b2ae91e54c0842d8308a"
@@ -56,6 +57,124 @@ PAUSE = CBuild(
 )
 
 
+ETCD = GoBuild(
+    name="etcd",
+    version="v3.5.1",
+    source="go.etcd.io/etcd/server/v3@v3.5.1",
+    module=MODULES / "etcd",
+    mains=(("go.etcd.io/etcd/server/v3", "etcd"), ("go.etcd.io/etcd/etcdctl/v3", "etcdctl")),
+    # etcd's build.sh: the short hash of the v3.5.1 tag's commit (d42e8589e1305d89...).
+    ldflags=("-X", "go.etcd.io/etcd/api/v3/version.GitSHA=d42e8589e"),
+)
+
+COREDNS = GoBuild(
+    name="coredns",
+    version="v1.8.6",
+    source="github.com/coredns/coredns@v1.8.6",
+    module=MODULES / "coredns",
+    mains=(("github.com/coredns/coredns", "coredns"),),
+    # CoreDNS's Makefile: `git describe --dirty --always`; v1.8.6 is a lightweight tag, so
+    # it is the short hash of 13a9191efb0574cc92ed5ffd55a1f144b840d668.
+    ldflags=("-s", "-w", "-X", "github.com/coredns/coredns/coremain.GitCommit=13a9191"),
+)
+
+CALICO_MODULE = "github.com/projectcalico/calico"
+CALICO_COMMIT = "a52cb86dbaad269c80cbb7d7f17ec9c829e34a8d"
+"""Calico v3.23.2's tag: the nearest v3.23 the proxy serves (v3.23.5 is refused)."""
+
+
+def _calico_version_flags() -> tuple[str, ...]:
+    """What Calico's Makefiles set (node, cni-plugin, calicoctl, kube-controllers); an -X
+    for a package a binary does not link is ignored, so one set serves every main. The build
+    date is the commit's, so the build is reproducible (Calico's was the wall clock)."""
+    values = {
+        "node/pkg/lifecycle/startup.VERSION": images.CALICO_VERSION,
+        "node/buildinfo.GitVersion": images.CALICO_VERSION,
+        "node/buildinfo.BuildDate": "2022-06-23T22:26:45+0000",
+        "node/buildinfo.GitRevision": CALICO_COMMIT,
+        "calicoctl/calicoctl/commands.VERSION": images.CALICO_VERSION,
+        # What the released calicoctl prints: nine hex digits.
+        "calicoctl/calicoctl/commands.GIT_REVISION": CALICO_COMMIT[:9],
+        "calicoctl/calicoctl/commands/common.VERSION": images.CALICO_VERSION,
+    }
+    return ("-s", "-w", *(f"-X {CALICO_MODULE}/{key}={value}" for key, value in values.items()),
+            f"-X main.VERSION={images.CALICO_VERSION}")
+
+
+CALICO = GoBuild(
+    name="calico",
+    version=images.CALICO_VERSION,
+    source=f"{CALICO_MODULE}@v1.11.0-cni-plugin.0.20220623222645-a52cb86dbaad",
+    module=MODULES / "calico",
+    mains=((f"{CALICO_MODULE}/node/cmd/calico-node", "calico-node"),
+           (f"{CALICO_MODULE}/cni-plugin/cmd/calico", "calico"),
+           (f"{CALICO_MODULE}/calicoctl/calicoctl", "calicoctl"),
+           (f"{CALICO_MODULE}/kube-controllers/cmd/kube-controllers", "kube-controllers"),
+           (f"{CALICO_MODULE}/kube-controllers/cmd/check-status", "check-status")),
+    ldflags=_calico_version_flags(),
+)
+
+FLANNEL = GoBuild(
+    name="flannel",
+    version="v0.22.0",
+    source="github.com/flannel-io/flannel@v0.22.0",
+    module=MODULES / "flannel",
+    mains=(("github.com/flannel-io/flannel", "flanneld"),),
+    # amd64 builds with cgo (the udp backend), linked static as Flannel's Makefile does.
+    env=(("CGO_ENABLED", "1"),),
+    ldflags=("-s", "-w", "-X github.com/flannel-io/flannel/pkg/version.Version=v0.22.0",
+             "-extldflags", "-static"),
+)
+
+FLANNEL_CNI = GoBuild(
+    name="flannel-cni",
+    version="v0.9.1",
+    source="github.com/containernetworking/plugins@v0.9.1#plugins/meta/flannel",
+    module=MODULES / "flannel-cni",
+    mains=(("github.com/containernetworking/plugins/plugins/meta/flannel", "flannel"),),
+    ldflags=("-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion"
+             "=v0.9.1",),
+)
+
+CRICTL = GoBuild(
+    name="crictl",
+    version="v1.34.0",
+    source="sigs.k8s.io/cri-tools@v1.34.0",
+    module=MODULES / "cri-tools",
+    mains=(("sigs.k8s.io/cri-tools/cmd/crictl", "crictl"),),
+    ldflags=("-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0",),
+)
+
+HELM = GoBuild(
+    name="helm",
+    version="v3.7.0",
+    source="helm.sh/helm/v3@v3.7.0",
+    module=MODULES / "helm",
+    mains=(("helm.sh/helm/v3/cmd/helm", "helm"),),
+    ldflags=("-s", "-w", *(f"-X helm.sh/helm/v3/{key}" for key in (
+        "internal/version.version=v3.7.0",
+        "internal/version.gitCommit=eeac83883cb4014fe60267ec6373570374ce770b",
+        "internal/version.gitTreeState=clean",
+        "pkg/lint/rules.k8sVersionMajor=1", "pkg/lint/rules.k8sVersionMinor=22",
+        "pkg/chartutil.k8sVersionMajor=1", "pkg/chartutil.k8sVersionMinor=22"))),
+)
+
+MANIFESTS = (
+    Assembled(name="calico-manifests", version=images.CALICO_VERSION,
+              source=f"{CALICO_MODULE}@{CALICO_COMMIT[:12]}:calico/_includes/charts/calico "
+                     "rendered by helm v3.7.0",
+              needs=("helm",), debian=("ruby",), make=render.calico_manifests),
+    Assembled(name="flannel-manifests", version="v0.22.0",
+              source="github.com/flannel-io/flannel@v0.22.0:" + render.FLANNEL_MANIFEST,
+              make=render.flannel_manifest),
+)
+
+IMAGES = tuple(
+    Assembled(name=f"image-{name}", version=spec.ref.rsplit(":", 1)[1], source=spec.ref,
+              needs=spec.needs, debian=spec.debian, make=images.maker(spec))
+    for name, spec in images.IMAGES.items())
+
+
 def _debian(name: str, package: str, *files: str) -> Debian:
     return Debian(name=name, package=package, files=files)
 
@@ -69,6 +188,13 @@ _CNI = ("bandwidth", "bridge", "dhcp", "firewall", "host-device", "host-local", 
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
     KUBERNETES,
     PAUSE,
+    ETCD,
+    COREDNS,
+    CALICO,
+    FLANNEL,
+    FLANNEL_CNI,
+    CRICTL,
+    HELM,
     # What kind's node image installs from its distribution, here from Debian's.
     _debian("containerd", "containerd", "/usr/bin/containerd",
             "/usr/bin/containerd-shim-runc-v2", "/usr/bin/ctr"),
@@ -79,4 +205,6 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
     _debian("conntrack", "conntrack", "/usr/sbin/conntrack"),
     _debian("bird", "bird", "/usr/sbin/bird", "/usr/sbin/birdc", "/usr/sbin/bird6",
             "/usr/sbin/birdc6"),
+    *MANIFESTS,
+    *IMAGES,
 )}

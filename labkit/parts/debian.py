@@ -16,14 +16,19 @@ from .recipe import Debian
 
 def installed_version(recipe: Debian) -> str:
     """The installed package's Debian version (``1.6.20~ds1-1+deb12u3``), or NotInstalled."""
+    return package_version(recipe.name, recipe.package)
+
+
+def package_version(part: str, package: str) -> str:
+    """The installed Debian version of ``package``, which ``part`` needs, or NotInstalled."""
     if shutil.which("dpkg-query") is None:
-        raise ToolchainMissing(f"{recipe.name}: `dpkg-query` is not installed: the part "
-                               f"comes from Debian's package `{recipe.package}`")
+        raise ToolchainMissing(f"{part}: `dpkg-query` is not installed: the part "
+                               f"comes from Debian's package `{package}`")
     done = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}",
-                           recipe.package], capture_output=True, text=True, timeout=60)
+                           package], capture_output=True, text=True, timeout=60)
     status, _, version = done.stdout.strip().partition(" ")
     if done.returncode != 0 or status != "installed" or not version:
-        raise NotInstalled(recipe.name, recipe.package)
+        raise NotInstalled(part, package)
     return version
 
 

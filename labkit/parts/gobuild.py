@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -93,12 +94,12 @@ def make_go(recipe: GoBuild, work: Path, out: Path, log: Log) -> None:
     bins = work / ".bin"
     bins.mkdir()
     packages = [package for package, _ in recipe.mains]
-    defaults = [package.rsplit("/", 1)[-1] for package in packages]
+    defaults = [go_binary_name(package) for package in packages]
     groups = [packages] if len(set(defaults)) == len(defaults) else [[p] for p in packages]
     for group in groups:
         gowork.go_run("build", *flags, "-o", f"{bins}/", *group)
         for package, binary in recipe.mains:
-            built = bins / package.rsplit("/", 1)[-1]
+            built = bins / go_binary_name(package)
             if package in group and built.exists():
                 os.replace(built, out / binary)
 
@@ -121,6 +122,15 @@ def module_folder(wrapper: Path, module: str) -> Path:
         why = listed.get("Error") or done.stderr.strip() or f"exit {done.returncode}"
         raise PartsError(f"{module}, as {wrapper.name}'s wrapper module requires it: {why}")
     return Path(listed["Dir"])
+
+
+def go_binary_name(package: str) -> str:
+    """The name ``go build -o DIR/`` gives a main: its last path element, or the one before
+    a major-version suffix (``go.etcd.io/etcd/server/v3`` → ``server``)."""
+    parts = package.split("/")
+    if len(parts) > 1 and re.fullmatch(r"v[0-9]+", parts[-1]):
+        return parts[-2]
+    return parts[-1]
 
 
 def make_c(recipe: CBuild, work: Path, out: Path, log: Log) -> None:

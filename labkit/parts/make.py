@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import cache, catalog, debian, gobuild
 from .errors import BuildFailed, DiskFull, NotBuilt, PartsError, UnknownPart
-from .recipe import CBuild, Debian, GoBuild, Recipe
+from .recipe import Assembled, AssembleWork, CBuild, Debian, GoBuild, Recipe
 from .run import Log, disk_full
 
 SCHEMA = 1
@@ -83,12 +83,45 @@ def _make_debian(recipe: Recipe, work: Path, out: Path, log: Log) -> None:
     debian.make_debian(recipe, out)
 
 
+def _describe_assembled(recipe: Recipe) -> tuple[str, str, str, dict[str, object]]:
+    assert isinstance(recipe, Assembled)
+    return (recipe.version, recipe.source, "labkit",
+            {"needs": {name: plan(need).key for name, need in _by_name(recipe.needs)},
+             "debian": {package: debian.package_version(recipe.name, package)
+                        for package in recipe.debian}})
+
+
+def _make_assembled(recipe: Recipe, work: Path, out: Path, log: Log) -> None:
+    assert isinstance(recipe, Assembled)
+
+    def recorded(name: str) -> dict[str, object]:
+        if name not in recipe.needs:
+            raise PartsError(f"{recipe.name} reads {name}, which its recipe does not need")
+        record = cache.read_record(plan(catalog.RECIPES[name]).folder)
+        if record is None:
+            raise NotBuilt(name)
+        return record
+
+    def part(name: str) -> Path:
+        recorded(name)
+        return path(name)
+
+    recipe.make(AssembleWork(out=out, work=work, log=log, part=part,
+                             source=lambda name: str(recorded(name)["source"])))
+
+
 MAKERS: dict[type[Recipe], Maker] = {
     GoBuild: Maker(_describe_go, _make_go),
     CBuild: Maker(_describe_go, _make_c),
     Debian: Maker(_describe_debian, _make_debian),
+    Assembled: Maker(_describe_assembled, _make_assembled),
 }
-"""One maker per kind of recipe; rendered manifests and OCI images will add theirs."""
+"""One maker per kind of recipe."""
+
+
+def _by_name(names: Sequence[str]) -> list[tuple[str, Recipe]]:
+    """The recipes named, none for none (``recipes(())`` would be all of them)."""
+    return [(recipe.name, recipe) for recipe in recipes(names)] if names else []
 
 
 def recipes(names: Sequence[str] = ()) -> list[Recipe]:
@@ -98,6 +131,21 @@ def recipes(names: Sequence[str] = ()) -> list[Recipe]:
         if name not in known:
             raise UnknownPart(name, list(known))
     return [known[name] for name in names] if names else list(known.values())
+
+
+def with_needs(names: Sequence[str]) -> list[Recipe]:
+    """The recipes named and every part they need, in the catalog's order (which builds
+    what is needed first)."""
+    wanted: set[str] = set()
+    todo = [recipe.name for recipe in recipes(names)]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            recipe = catalog.RECIPES[name]
+            if isinstance(recipe, Assembled):
+                todo.extend(recipe.needs)
+    return [recipe for recipe in recipes() if recipe.name in wanted]
 
 
 def plan(recipe: Recipe) -> Plan:
@@ -166,7 +214,7 @@ def build(names: Sequence[str] = (), *, progress: Callable[[str], None] = print,
     ``progress`` gets one line per part: ``kubernetes v1.23.4  built in 812 s`` or
     ``... cached``; ``starting`` is called before a part is built.
     """
-    chosen = recipes(names)
+    chosen = with_needs(names)
     outcomes = []
     width = max(len(recipe.name) for recipe in chosen)
     widest = max(len(recipe.version) for recipe in chosen)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .gobuild import GoWork
+    from .run import Log
 
 MODULES = Path(__file__).resolve().parent / "modules"
 """The wrapper modules, one folder per part, each with its committed go.mod and go.sum."""
@@ -74,3 +75,32 @@ class Debian(Recipe):
     package: str
     files: tuple[str, ...]
     """Absolute paths of the binaries; each is linked into the part's folder by its name."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assembled(Recipe):
+    """Files made from other built parts and verified modules, not compiled: an OCI image
+    (:mod:`.images`), a rendered manifest (:mod:`.render`). Each part it ``needs`` is
+    built first, and its key is part of this one's, so a rebuilt binary rebuilds the
+    image that holds it."""
+
+    needs: tuple[str, ...] = ()
+    debian: tuple[str, ...] = ()
+    """Debian packages it copies files from: their installed versions are in its key."""
+    make: Callable[[AssembleWork], None] = field(compare=False)
+    """Fills ``work.out``."""
+
+
+@dataclass(frozen=True)
+class AssembleWork:
+    """What an :class:`Assembled` part's ``make`` gets."""
+
+    out: Path
+    """The part's folder, to fill."""
+    work: Path
+    """A scratch folder, removed afterwards."""
+    log: Log
+    part: Callable[[str], Path]
+    """The folder of a part it needs."""
+    source: Callable[[str], str]
+    """A part's source as its part.json records it."""

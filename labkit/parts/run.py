@@ -6,6 +6,7 @@ command's last lines and the log's path."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 import shlex
@@ -48,22 +49,33 @@ class Log:
         self._file.close()
 
     def run(self, command: Sequence[str | Path], cwd: Path,
-            env: Mapping[str, str] | None = None) -> str:
+            env: Mapping[str, str] | None = None, into: Path | None = None) -> str:
         """Run ``command`` in ``cwd``; return its output (stdout and stderr, in order).
+        With ``into``, its stdout goes to that file instead, and only stderr is logged
+        and returned (what helm renders must not be mixed with its warnings).
 
         Raises :class:`ProxyUnreachable`, :class:`DiskFull` or :class:`BuildFailed`.
         """
         argv = [str(word) for word in command]
-        self.write(f"$ cd {shlex.quote(str(cwd))} && {shlex.join(argv)}")
+        self.write(f"$ cd {shlex.quote(str(cwd))} && {shlex.join(argv)}"
+                   + (f" > {shlex.quote(str(into))}" if into else ""))
         started = time.monotonic()
         last: deque[str] = deque(maxlen=LAST_LINES)
         output: list[str] = []
-        with subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              errors="replace") as process:
-            assert process.stdout is not None
+        with contextlib.ExitStack() as stack:
+            if into is None:
+                streams: dict[str, object] = {"stdout": subprocess.PIPE,
+                                              "stderr": subprocess.STDOUT}
+            else:
+                streams = {"stdout": stack.enter_context(into.open("wb")),
+                           "stderr": subprocess.PIPE}
+            process = stack.enter_context(subprocess.Popen(
+                argv, cwd=cwd, env=dict(env) if env is not None else None, text=True,
+                errors="replace", **streams))  # type: ignore[call-overload]
+            read = process.stdout if into is None else process.stderr
+            assert read is not None
             try:
-                for line in process.stdout:
+                for line in read:
                     self._file.write(line)
                     output.append(line)
                     last.append(line.rstrip("\n"))
