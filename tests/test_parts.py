@@ -489,3 +489,17 @@ def test_calico_yaml_is_the_chart_rendered_as_the_docs_site_did() -> None:
         "7003363c53ea24f5bb15327794f5056ea19c7d374eb5e354d3e4635fd85d698d")
     assert cache_sha256(folder / "calico-vxlan.yaml") == (
         "f143cccaa694dba641a2b850448b9291693d63a8cba4ec7bfe75d02f91396de1")
+
+
+@parts_built("flannel-manifests", "kind-manifests")
+def test_kube_flannel_and_kinds_storage_manifest_are_the_modules_files() -> None:
+    flannel = path("flannel-manifests") / "kube-flannel.yml"
+    storage = path("kind-manifests") / "default-storage.yaml"
+    # sha256s of the files as first read from the modules (Documentation/kube-flannel.yml at
+    # v0.22.0; kind v0.12.0's defaultStorageManifest string).
+    assert cache_sha256(flannel) == (
+        "6583e9607befbf3c46cd04eb6fd960c2a446453b83699d95904bace95f49c410")
+    assert cache_sha256(storage) == (
+        "e7af8a26a163ebd06831e79ffba3c65c86e68ecf0ded9a90494e46052f61eec5")
+    assert "image: docker.io/flannel/flannel:v0.22.0" in flannel.read_text()
+    assert "image: docker.io/rancher/local-path-provisioner:v0.0.14" in storage.read_text()

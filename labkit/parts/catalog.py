@@ -167,6 +167,9 @@ MANIFESTS = (
     Assembled(name="flannel-manifests", version="v0.22.0",
               source="github.com/flannel-io/flannel@v0.22.0:" + render.FLANNEL_MANIFEST,
               make=render.flannel_manifest),
+    Assembled(name="kind-manifests", version="v0.12.0",
+              source="sigs.k8s.io/kind@v0.12.0:" + render.KIND_STORAGE,
+              make=render.kind_storage_manifest),
 )
 
 IMAGES = tuple(

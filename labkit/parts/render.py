@@ -12,6 +12,7 @@ kube-flannel.yml is a file of the Flannel module, copied as it is.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,3 +70,18 @@ def flannel_manifest(work: AssembleWork) -> None:
     """The ``flannel-manifests`` part: kube-flannel.yml of the Flannel module, as it is."""
     module = module_folder(MODULES / "flannel", "github.com/flannel-io/flannel")
     shutil.copyfile(module / FLANNEL_MANIFEST, work.out / "kube-flannel.yml")
+
+
+KIND_STORAGE = "pkg/build/nodeimage/const_storage.go"
+_STORAGE = re.compile(r"^const defaultStorageManifest = `(.*?)`", re.MULTILINE | re.DOTALL)
+
+
+def kind_storage_manifest(work: AssembleWork) -> None:
+    """The ``kind-manifests`` part: ``default-storage.yaml``, the local-path-provisioner
+    manifest kind v0.12.0's node image carries (/kind/manifests/default-storage.yaml): a Go
+    raw string in its source, written out byte for byte as ``kind build node-image`` does."""
+    module = module_folder(MODULES / "kind", "sigs.k8s.io/kind")
+    found = _STORAGE.search((module / KIND_STORAGE).read_text(encoding="utf-8"))
+    if found is None:
+        raise ValueError(f"sigs.k8s.io/kind: no defaultStorageManifest in {KIND_STORAGE}")
+    (work.out / "default-storage.yaml").write_text(found.group(1), encoding="utf-8")
