@@ -224,12 +224,25 @@ def calico_kube_controllers(inputs: Inputs) -> Image:
                   entrypoint=("/usr/bin/kube-controllers",))
 
 
+NETTOOL_USERS = {
+    "/etc/passwd": "root:x:0:0:root:/root:/bin/bash\n"
+                   "tcpdump:x:103:106::/nonexistent:/usr/sbin/nologin\n"
+                   "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    "/etc/group": "root:x:0:\ntcpdump:x:106:\nnogroup:x:65534:\n",
+}
+
+
 def nettool(inputs: Inputs) -> Image:
     """A stand-in for the seed's ``burlyluo/nettool`` (Docker Hub, not reachable): the
     tools the seed types in its pods, from Debian's packages."""
     base = _base(inputs)
+    users = RootFS(below=base, libraries=False)
+    # tcpdump drops to its own user, which Debian's package makes in its postinst.
+    for name, text in NETTOOL_USERS.items():
+        users.add_bytes(name, text.encode(), source="debian: tcpdump's postinst (adduser)")
     return _image("docker.io/burlyluo/nettool:latest",
-                  [(base, "debian: bash iproute2 ping arping tcpdump curl net-tools")],
+                  [(base, "debian: bash iproute2 ping arping tcpdump curl net-tools"),
+                   (users, "the tcpdump user")],
                   "stand-in", "https://hub.docker.com/r/burlyluo/nettool",
                   cmd=("/bin/sleep", "infinity"))
 
@@ -265,7 +278,9 @@ IMAGES: dict[str, ImageSpec] = {
                              ("bash", "dash", "coreutils", "sed", "grep", "findutils",
                               "debianutils", "hostname", "runit", "iptables", "ipset",
                               "conntrack", "iproute2", "net-tools", "kmod", "procps"),
-                             IPTABLES_ALTERNATIVES),
+                             # start_runit runs `which runsvdir`: Debian's `which` is an
+                             # alternative of debianutils' which.debianutils.
+                             (*IPTABLES_ALTERNATIVES, "which")),
     "calico-cni": ImageSpec(f"docker.io/calico/cni:{CALICO_VERSION}",
                             ("calico", "cni-plugins"), calico_cni),
     "calico-kube-controllers": ImageSpec(f"docker.io/calico/kube-controllers:{CALICO_VERSION}",
@@ -273,7 +288,7 @@ IMAGES: dict[str, ImageSpec] = {
     "nettool": ImageSpec("docker.io/burlyluo/nettool:latest", (), nettool,
                          ("bash", "dash", "coreutils", "iproute2", "iputils-ping",
                           "iputils-arping", "tcpdump", "curl", "net-tools", "procps", "grep",
-                          "sed")),
+                          "sed", "hostname")),
 }
 """Every image of the Calico cluster, by the part name it is cached under (``image-NAME``)."""
 
