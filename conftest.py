@@ -28,7 +28,7 @@ collect_ignore = [] if os.environ.get("LABKIT_BROWSER") else ["tests/browser"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--lab", default="netns", choices=["netns", "kind"],
+    parser.addoption("--lab", default="netns", choices=["netns", "kind", "native"],
                      help="the lab the snippets and lab tests run on (default: netns)")
     parser.addoption("--require-lab", action="store_true",
                      help="fail, instead of skip, when the lab cannot be started (CI)")

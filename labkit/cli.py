@@ -9,7 +9,7 @@
     labkit down [LAB]                 stop it
 
 LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such as
-``flannel``); ``--lab netns|kind`` picks the backend that runs it.
+``flannel``); ``--lab netns|kind|native`` picks the backend that runs it.
     labkit build [--lab L] [--replay] [--keep-going] [--fresh] [--jobs N]
                                       run the chapters and build site/ with mkdocs
     labkit check [--lab L]            run every snippet live, diff against transcripts
@@ -32,7 +32,7 @@ from .model import labs
 from .model.errors import LabError, LabUnavailable, RefusedFolder
 from .model.version import __version__
 
-LABS = ("netns", "kind")
+LABS = ("netns", "kind", "native")
 
 
 class _Command(argparse.ArgumentParser):
@@ -201,6 +201,13 @@ def _up(args: argparse.Namespace) -> int:
         print(status_text(cluster.inventory()), end="")
         cluster.close()
         return 0
+    if args.lab == "native":
+        from .backends.native import backend as native_backend
+
+        lab = native_backend.start(manifests, name=args.name, detached=True)
+        print(status_text(lab.inventory()), end="")
+        lab.close()  # detached: the lab stays up
+        return 0
     from .backends.netns import launcher
 
     backend = launcher.start(manifests, name=args.name or _cluster(args), detached=True)
@@ -216,6 +223,11 @@ def _status(args: argparse.Namespace) -> int:
 
         inventory = kind_backend.start(labs.manifests(_cluster(args)),
                                        reuse_only=True).inventory()
+    elif args.lab == "native":
+        from .backends.native import backend as native_backend
+
+        inventory = native_backend.start(labs.manifests(_cluster(args)), name=args.name,
+                                         reuse_only=True).inventory()
     else:
         from .backends.netns import launcher
 
@@ -241,6 +253,11 @@ def _sh(args: argparse.Namespace) -> int:
         from .backends.kind import backend as kind_backend
 
         lab = Lab(kind_backend.start(labs.manifests(_cluster(args)), reuse_only=True))
+    elif args.lab == "native":
+        from .backends.native import backend as native_backend
+
+        lab = Lab(native_backend.start(labs.manifests(_cluster(args)), name=args.name,
+                                       reuse_only=True))
     else:
         from .backends.netns import launcher
 
@@ -252,7 +269,7 @@ def _sh(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a --keep out of range
         args.usage_error(str(exc))
     finally:
-        if args.lab == "kind":
+        if args.lab in ("kind", "native"):
             lab.close()  # releases the connection; the cluster stays up
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
@@ -269,6 +286,11 @@ def _down(args: argparse.Namespace) -> int:
 
         deleted = manage.delete(manifests=labs.manifests(_cluster(args)))
         print("kind cluster deleted" if deleted else "no kind cluster to delete")
+        return 0
+    if args.lab == "native":
+        from .backends.native import backend as native_backend
+
+        print(native_backend.down(args.name))
         return 0
     from .backends.netns import launcher
 

@@ -21,18 +21,16 @@ import pytest
 import yaml
 
 import labkit
+from labkit.backends.cluster import commands, inventory, settings
+from labkit.backends.cluster.commands import Exec, ExecError
 from labkit.backends.kind import (
     backend,
     cluster,
-    commands,
     download,
-    inventory,
     manage,
     provision,
     readiness,
-    settings,
 )
-from labkit.backends.kind.commands import Exec, ExecError
 from labkit.model import calico
 from labkit.model.errors import (
     CommandTimeout,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from labproject import ROOT, Project
 
-from labkit.backends.kind import settings
+from labkit.backends.cluster import settings
 from labkit.model import manifests as schema
 from labkit.model import topology, yamlfile
 from labkit.model.errors import ManifestError

@@ -1,5 +1,5 @@
 # The backends: the labs that really run the commands.
-"""The netns replica and the kind cluster; ``open_lab`` starts one."""
+"""The netns replica, the kind cluster and the native cluster; ``open_lab`` starts one."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 def open_lab(kind: str = "netns", *, lab: str | None = None, **options: Any) -> Lab:
     """Start a lab and return it.
 
-    ``kind`` is the backend: ``netns`` (the replica, the default) or ``kind`` (the real
-    cluster).  ``lab`` names the cluster (see :mod:`labkit.model.labs`): ``calico`` (the
-    default) or another folder of ``manifests/``, such as ``flannel``.
+    ``kind`` is the backend: ``netns`` (the replica, the default), ``kind`` (the real
+    cluster in Docker) or ``native`` (the real cluster in Linux namespaces, as root).
+    ``lab`` names the cluster (see :mod:`labkit.model.labs`): ``calico`` (the default) or
+    another folder of ``manifests/``, such as ``flannel``.
     """
     # Imported here, not above: the netns lab's agent lives under this package and imports
     # it first, and it needs no Lab.
@@ -36,4 +37,8 @@ def open_lab(kind: str = "netns", *, lab: str | None = None, **options: Any) -> 
         from .kind import backend as kind_backend
 
         return Lab(kind_backend.start(**options))
-    raise LabError(f"unknown lab {kind!r}: choose netns or kind")
+    if kind == "native":
+        from .native import backend as native_backend
+
+        return Lab(native_backend.start(**options))
+    raise LabError(f"unknown lab {kind!r}: choose netns, kind or native")

@@ -58,6 +58,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MODES = ("auto", "live", "replay")
 REPLAY_HINT = "build from the committed transcripts instead: nox -s build -- --replay"
 
+REAL_CLUSTERS = ("kind", "native")
+"""Backends that run a real cluster: one per lab for the whole build, chapters one at a
+time (they share it), never side by side."""
+
 
 @dataclass
 class Options:
@@ -211,19 +215,20 @@ def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[s
                    ) -> Iterator[tuple[Lab, Recorder, dict[str, tuple[Lab, Recorder]]]]:
     """The labs of one chapter, each behind a recorder: its own lab, then the others by name.
 
-    A fresh netns lab each time; a kind cluster is reused from one chapter to the next.
+    A fresh netns lab each time; a real cluster (kind, native) is reused from one chapter to
+    the next, as bringing one up takes a minute.
     """
     from ..backends import open_lab as _open
 
     recorded: list[tuple[Lab, Recorder]] = []
     owned: list[Lab] = []
     try:
-        if kind == "kind":
+        if kind in REAL_CLUSTERS:
             bases = []
             for name in names:
-                key = f"kind:{name}"
+                key = f"{kind}:{name}"
                 if key not in opened:
-                    opened[key] = _open("kind", manifests=labs.manifests(name, root))
+                    opened[key] = _open(kind, manifests=labs.manifests(name, root))
                 bases.append(opened[key])
         else:
             owned = bases = _open_together(kind, [labs.manifests(name, root) for name in names])
@@ -284,7 +289,8 @@ class Build:
                                      each.manifests, self.code)
                      for each in self.loaded if each.chapter.snippets and each.page is None]
         # A kind cluster is one real cluster that every chapter uses: one chapter at a time.
-        self.side = SideBySide(processes, 1 if options.lab == "kind" else options.jobs)
+        self.side = SideBySide(processes,
+                               1 if options.lab in REAL_CLUSTERS else options.jobs)
         self.side.start()
 
     def close(self) -> None:

@@ -32,7 +32,8 @@ INPUTS = {
 # labkit's own files that cannot change what any chapter prints: the command line (the
 # benchmark is outside the package); and the other lab's backend.
 NOT_IN_KEY = ("cli.py",)
-OTHER_BACKEND = {"netns": "backends/kind/", "kind": "backends/netns/"}
+OTHER_BACKEND = {"netns": "backends/kind/", "kind": "backends/netns/",
+                 "native": "backends/netns/"}
 
 
 def code_fingerprint(lab: str = "netns") -> str:

@@ -86,7 +86,7 @@ class Provenance:
         return " · ".join(parts)
 
 
-LAB_NAMES = {"netns": "netns 复刻实验室", "kind": "kind 集群"}
+LAB_NAMES = {"netns": "netns 复刻实验室", "kind": "kind 集群", "native": "native 真实集群"}
 
 
 def replay_mark(recorded: float) -> str:
@@ -381,7 +381,9 @@ def banner(provenance: Provenance) -> str:
     """The page's opening lines: where every output came from (said once for the page, each
     block then gives only its time) and a box saying how the replica differs."""
     info = provenance.info
-    lab = {"netns": " netns 复刻实验室", "kind": "真实的 kind 集群"}.get(
+    lab = {"netns": " netns 复刻实验室", "kind": "真实的 kind 集群",
+           "native": "真实集群（native：kubeadm、containerd、Calico 运行在 Linux 命名空间里，"
+                     "无 Docker）"}.get(
         str(info.get("backend")), f" {info.get('backend')} ")
     title = f"本页输出来自{lab}" + ("（回放自记录）" if provenance.mode == "replay" else "")
     if info.get("backend") == "netns":

@@ -37,10 +37,15 @@ from typing import Any
 from ...model.errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
 from ...model.output import DEFAULT_KEEP, Output, check_keep
 from ...model.result import Result
-from . import cluster, commands, download
+from ..cluster import commands
+from ..cluster.commands import Exec, FrameSource
+from ..cluster.settings import (
+    Settings,
+    load,
+)
+from . import cluster, download
 from .client import Api
 from .cluster import Progress
-from .commands import Exec, FrameSource
 from .provision import (
     READY_TIMEOUT,
     bridge_plugin,
@@ -50,10 +55,6 @@ from .provision import (
     problems_now,
     set_up,
     stderr_progress,
-)
-from .settings import (
-    Settings,
-    load,
 )
 
 PodExec = Callable[[str, str, str, list[str]], FrameSource]

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from ...model.errors import LabUnavailable
+from ..cluster.commands import FrameSource
 from . import readiness
 from .cluster import Progress
-from .commands import FrameSource
 
 
 def client(module: str) -> Any:

@@ -1,5 +1,5 @@
 # Files the kind lab fetches from the internet: checked against a pinned sha256, kept in a cache.
-"""Fetch a pinned :class:`~labkit.backends.kind.settings.Download` once, and trust only its hash.
+"""Fetch a pinned :class:`~labkit.backends.cluster.settings.Download` once, and trust only its hash.
 
 The Calico manifest is not committed (it is Calico's, and 250 kB of CRDs);
 ``manifests/calico.yaml`` commits its sha256 instead (kube-flannel.yml likewise,
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...model.errors import LabUnavailable
-from .settings import Download
+from ..cluster.settings import Download
 
 Fetch = Callable[[str, float], bytes]
 """``fetch(url, timeout) -> bytes``; replaced in tests."""

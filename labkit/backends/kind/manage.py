@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...model.errors import LabError
+from ..cluster.settings import load
 from . import cluster, download
 from .client import Api
 from .cluster import Progress
 from .provision import problems_now, stderr_progress
-from .settings import load
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ...model.errors import LabUnavailable
-from . import cluster, download, inventory, readiness
-from .client import Api, api_errors
-from .cluster import Progress
-from .settings import (
+from ..cluster import inventory
+from ..cluster.settings import (
     CALICO_GROUP,
     FLANNEL_DAEMONSET,
     FLANNEL_NAMESPACE,
@@ -23,6 +21,9 @@ from .settings import (
     calico_objects,
     flannel_objects,
 )
+from . import cluster, download, readiness
+from .client import Api, api_errors
+from .cluster import Progress
 
 BRIDGE_ON_NODE = "/opt/cni/bin/bridge"
 """Where the kubelet's CNI_PATH finds plugins on a kind node."""

@@ -1,4 +1,4 @@
-# One command running in a kind node (docker exec) or pod (the API server's exec stream).
+# One command running in a node (docker exec, nsenter) or pod (the API server's exec stream).
 """Run a reader's command in a kind node or pod, and end it on purpose.
 
 Both ways in lose the process once it starts: closing a ``docker exec`` or an
@@ -339,11 +339,14 @@ def pump_process(job: Exec, process: subprocess.Popen[bytes]) -> None:
         job.finish(rc=rc)
 
 
-def start_process(job: Exec, argv: list[str]) -> None:
-    """Start ``argv`` (a ``docker exec``) and pump it into ``job`` in the background."""
+def start_process(job: Exec, argv: list[str], *,
+                  new_session: bool = False) -> subprocess.Popen[bytes]:
+    """Start ``argv`` (a ``docker exec``, or the native lab's ``nsenter``) and pump it into
+    ``job`` in the background; ``new_session`` makes it a process group's leader, whose
+    group a signal can reach (see :mod:`labkit.backends.native.backend`)."""
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
+                                   stderr=subprocess.PIPE, start_new_session=new_session)
     except OSError as exc:
         raise LabUnavailable(f"cannot run `{argv[0]}`: {exc.strerror or exc}",
                              hint="is docker still installed?") from exc
@@ -354,4 +357,5 @@ def start_process(job: Exec, argv: list[str]) -> None:
 
     job.abort = abort
     threading.Thread(target=pump_process, args=(job, process), daemon=True,
-                     name=f"labkit-kind-{job.id}").start()
+                     name=f"labkit-exec-{job.id}").start()
+    return process

@@ -1,4 +1,4 @@
-# A kind cluster's nodes and pods in the shape labkit.api.lab.Node and labkit.api.lab.Pod take.
+# A real cluster's (kind or native) nodes and pods in the shape labkit.api.lab.Node and Pod take.
 """Turn what the API server and the nodes report into the lab's inventory.
 
 Pure functions over JSON (nodes, pods, Calico's block affinities, the IP

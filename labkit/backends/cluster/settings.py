@@ -1,5 +1,5 @@
-# What the kind lab takes from a lab's manifests: kind config, CNI install, Deployment.
-"""The kind lab's view of a manifests folder, read through the schema both labs share.
+# What the real-cluster labs (kind, native) take from a lab's manifests: cluster, CNI, Deployment.
+"""The kind and native labs' view of a manifests folder, read through the schema all labs share.
 
 :func:`load` checks the folder with :mod:`labkit.model.manifests` (the pydantic schema
 the netns replica reads too: a mistake stops here with the file as read, the line and
