@@ -123,6 +123,7 @@ def _edited_fingerprints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited
 
 @pytest.mark.parametrize("edited", [
     "cli.py", "backends/kind/download.py", "backends/kind/backend.py", "backends/kind/cluster.py",
+    "backends/native/bringup.py", "backends/cluster/settings.py", "parts/images.py",
 ])
 def test_code_that_cannot_change_a_netns_chapters_output_is_not_in_its_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str) -> None:
@@ -148,6 +149,17 @@ def test_the_kind_backend_is_in_a_kind_chapters_key_and_the_replica_is_not(
     before, after = _edited_fingerprints(tmp_path / "2", monkeypatch, "backends/netns/agent.py",
                                          lab="kind")
     assert before == after
+
+
+@pytest.mark.parametrize(("edited", "changes"), [
+    ("backends/native/bringup.py", True), ("backends/cluster/inventory.py", True),
+    ("parts/images.py", True), ("backends/netns/agent.py", False),
+    ("backends/kind/backend.py", False),
+])
+def test_a_native_chapters_key_has_the_real_cluster_and_its_parts_not_the_other_labs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str, changes: bool) -> None:
+    before, after = _edited_fingerprints(tmp_path, monkeypatch, edited, lab="native")
+    assert (before != after) is changes
 
 
 def test_labkits_version_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,21 +30,25 @@ INPUTS = {
 
 
 # labkit's own files that cannot change what any chapter prints: the command line (the
-# benchmark is outside the package); and the other lab's backend.
+# benchmark is outside the package); and the other labs' backends (the real clusters'
+# shared code and the parts are no part of the replica).
 NOT_IN_KEY = ("cli.py",)
-OTHER_BACKEND = {"netns": "backends/kind/", "kind": "backends/netns/",
-                 "native": "backends/netns/"}
+OTHER_BACKEND = {
+    "netns": ("backends/kind/", "backends/native/", "backends/cluster/", "parts/"),
+    "kind": ("backends/netns/", "backends/native/", "parts/"),
+    "native": ("backends/netns/", "backends/kind/"),
+}
 
 
 def code_fingerprint(lab: str = "netns") -> str:
     """Hash of labkit's source that can change what a chapter run on ``lab`` prints: all of
-    it but :data:`NOT_IN_KEY` and the other lab's backend (rendering is in it)."""
+    it but :data:`NOT_IN_KEY` and the other labs' backends (rendering is in it)."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
-    other = OTHER_BACKEND.get(lab)
+    other = OTHER_BACKEND.get(lab, ())
     for path in sorted(package.rglob("*.py")):
         name = path.relative_to(package).as_posix()
-        if name in NOT_IN_KEY or (other and name.startswith(other)):
+        if name in NOT_IN_KEY or name.startswith(other):
             continue
         digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
