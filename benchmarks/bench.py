@@ -45,6 +45,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import native
 from labkit.api.lab import Lab
 from labkit.backends import open_lab
 from labkit.book.build import ROOT
@@ -511,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-builds", action="store_true")
     parser.add_argument("--skip-clone", action="store_true",
                         help="leave out the fresh clone's nox -s build")
+    parser.add_argument("--native-rounds", type=int, default=1,
+                        help="native lab start-ups, a real cluster each (default 1)")
+    parser.add_argument("--skip-native", action="store_true",
+                        help="leave out the native lab (the real cluster; root only)")
     args = parser.parse_args(argv)
     started = part = cpu_times()
     print(f"labkit bench on {os.uname().nodename} (Linux {os.uname().release}, "
@@ -538,6 +543,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_scale:
         scale(args.scale_rounds)
         steal_so_far()
+    if not args.skip_native:
+        why = native.unavailable()
+        if why:
+            print(f"native lab rows skipped: {why}")
+        else:
+            native.rounds(args.native_rounds, print)
+            steal_so_far()
     if not args.skip_builds:
         figures = builds(args.build_rounds, args.cold_rounds)
         plain = _median(figures["plain"])
