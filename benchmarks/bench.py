@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             print(f"native lab rows skipped: {why}")
         else:
-            native.rounds(args.native_rounds, print)
+            native.rounds(args.native_rounds, print, pss_kib)
             steal_so_far()
     if not args.skip_builds:
         figures = builds(args.build_rounds, args.cold_rounds)

@@ -9,7 +9,6 @@ nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import time
@@ -34,29 +33,10 @@ def unavailable() -> str | None:
     return None
 
 
-def pss_kib(pids: set[int]) -> int:
-    """Their proportional set size, summed (KiB)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-    return total
-
-
-def node_pids(lab: nodes.Lab, node: str) -> set[int]:
-    """Every process in the node's cgroups (its daemons, pods and their shims)."""
-    found: set[int] = set()
-    for top in lab.cgroups(node):
-        for procs in top.rglob("cgroup.procs") if top.is_dir() else ():
-            with contextlib.suppress(OSError, ValueError):
-                found.update(int(p) for p in procs.read_text().split())
-    return found
-
-
-def rounds(count: int, row: Callable[[str], None]) -> None:
-    """Start and stop the native lab ``count`` times; print the medians."""
+def rounds(count: int, row: Callable[[str], None], pss_kib: Callable[[list[int]], int],
+           ) -> None:
+    """Start and stop the native lab ``count`` times; print the medians (``pss_kib``: the
+    PSS of some processes, summed, as the bench measures the replica's)."""
     phases: dict[str, list[float]] = {}
     totals: list[float] = []
     downs: list[float] = []
@@ -69,10 +49,10 @@ def rounds(count: int, row: Callable[[str], None]) -> None:
         native = nodes.Lab(Path(str(lab.info["folder"])))
         for phase, seconds in dict(lab.info["timings"]).items():
             phases.setdefault(phase, []).append(float(seconds))
-        every = nodes.processes(native)
-        pss.append(pss_kib(every))
+        pss.append(pss_kib(sorted(nodes.processes(native))))
         for node in lab.nodes:
-            per_node.setdefault(node.name, []).append(pss_kib(node_pids(native, node.name)))
+            per_node.setdefault(node.name, []).append(
+                pss_kib(sorted(nodes.processes(native, node.name))))
         started = time.monotonic()
         lab.close()
         downs.append(time.monotonic() - started)

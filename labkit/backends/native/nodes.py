@@ -139,10 +139,10 @@ def make_cgroups(lab: Lab, node: str) -> None:
                         (level / key).write_text((level.parent / key).read_text())
 
 
-def processes(lab: Lab) -> set[int]:
-    """Every process in any of the lab's cgroups, at any depth (host pids)."""
+def processes(lab: Lab, node: str | None = None) -> set[int]:
+    """Every process in any of the lab's cgroups (or ``node``'s), at any depth (host pids)."""
     found: set[int] = set()
-    for top in lab.cgroups():
+    for top in lab.cgroups(node):
         if not top.is_dir():
             continue
         for procs in top.rglob("cgroup.procs"):
