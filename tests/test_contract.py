@@ -32,6 +32,12 @@ def _kind_unavailable() -> str | None:
     return cluster.unavailable()
 
 
+def _native_unavailable() -> str | None:
+    from labkit.backends.native import backend
+
+    return backend.unavailable()
+
+
 # (backend, lab): both replica labs here, both real clusters where Docker and kind are.
 LABS = [
     pytest.param(("netns", "calico"), id="netns-calico"),
@@ -60,15 +66,17 @@ def _only_on(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="module", params=LABS)
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     backend, name = request.param
-    if backend == "kind":
-        reason = _kind_unavailable()
+    if backend in ("kind", "native"):
+        # A real cluster this machine cannot run (no Docker; not root, or the parts not
+        # built) skips, saying why; CI that asked for that lab (--lab kind --require-lab)
+        # must not pass by skipping, and neither may one that asked for the parts.
+        reason = _kind_unavailable() if backend == "kind" else _native_unavailable()
         if reason is not None:
-            # CI that asked for the kind lab (--lab kind --require-lab) must not pass by skipping
             config = request.config
             if config.getoption("--require-lab", default=False) and \
-                    config.getoption("--lab", default="netns") == "kind":
-                pytest.fail(f"kind lab: {reason}", pytrace=False)
-            pytest.skip(f"kind lab: {reason}")
+                    config.getoption("--lab", default="netns") == backend:
+                pytest.fail(f"{backend} lab: {reason}", pytrace=False)
+            pytest.skip(f"{backend} lab: {reason}")
     try:
         opened = labkit.open_lab(backend, lab=name)  # a lab that fails to build: an error
     except LabUnavailable as exc:

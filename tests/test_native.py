@@ -24,7 +24,6 @@ import pytest
 
 import labkit
 from labkit.api.lab import Lab
-from labkit.model.errors import LabUnavailable
 
 NOT_BUILT = "labkit parts build has not run here"
 CONTROL_PLANE = "calico-ipip-control-plane"
@@ -32,15 +31,9 @@ KILLED = "labkit-native-killtest"
 
 
 def _unavailable() -> str | None:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "the native lab needs root on Linux"
     from labkit.backends.native import backend
 
-    try:
-        backend.preflight()
-    except LabUnavailable as exc:
-        return exc.one_line()
-    return None
+    return backend.unavailable()
 
 
 @pytest.fixture(scope="module")

@@ -255,6 +255,15 @@ def preflight() -> None:
                              "not built", hint="`labkit parts build` builds them")
 
 
+def unavailable() -> str | None:
+    """Why this machine cannot run the native lab (one line), or None if it can."""
+    try:
+        preflight()
+    except LabUnavailable as exc:
+        return exc.one_line()
+    return None
+
+
 def _bin_links() -> dict[str, str]:
     """``/usr/local/bin`` in the nodes: links into the parts, as the nodes see them."""
     root = parts.root()
