@@ -272,6 +272,24 @@ def test_kubeadm_conf_is_kinds_for_the_control_plane_and_the_workers() -> None:
     assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == f"{CONTROL_PLANE}:6443"
 
 
+@pytest.mark.parametrize(("node", "ip", "control_plane", "sample"), [
+    (CONTROL_PLANE, "172.18.0.2", True, "kubeadm-control-plane.conf"),
+    ("calico-ipip-worker", "172.18.0.3", False, "kubeadm-worker.conf"),
+])
+def test_kubeadm_conf_is_what_kind_v0_12_0_writes(node: str, ip: str, control_plane: bool,
+                                                  sample: str) -> None:
+    import yaml
+
+    from labkit.backends.cluster import kubeadm
+
+    # The samples are kind v0.12.0's own rendering (its template and YAML patcher, run from
+    # its module) for the seed's cluster.
+    expected = (Path(__file__).parent / "samples" / "kind" / sample).read_text()
+    text = kubeadm.render("calico-ipip", kubeadm.Node(node, ip, control_plane),
+                          "10.244.0.0/16")
+    assert list(yaml.safe_load_all(text)) == list(yaml.safe_load_all(expected))
+
+
 def test_the_deployments_pods_come_first_and_crash_loops_are_seen() -> None:
     from labkit.backends.cluster.settings import load
     from labkit.backends.native import bringup
