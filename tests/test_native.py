@@ -24,6 +24,7 @@ import pytest
 
 import labkit
 from labkit.api.lab import Lab
+from labkit.model.errors import LabUnavailable
 
 NOT_BUILT = "labkit parts build has not run here"
 CONTROL_PLANE = "calico-ipip-control-plane"
@@ -320,3 +321,11 @@ def test_an_ordinary_user_gets_one_line_saying_it_needs_root(tmp_path: Path) -> 
                           env={**os.environ, "HOME": str(tmp_path)})
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "needs root" in done.stderr, done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the native lab says this after its root check")
+def test_a_bgp_pool_is_refused_saying_it_needs_calicos_bird() -> None:
+    with pytest.raises(LabUnavailable, match=r"^manifests/calico-bgp/calico.yaml asks for a pool "
+                                             r"without encapsulation \(BGP\): that needs "
+                                             r"Calico's BIRD"):
+        labkit.open_lab("native", lab="calico-bgp")

@@ -50,7 +50,7 @@ from ...model.output import DEFAULT_KEEP, Output, check_keep
 from ...model.result import Result
 from ..cluster import commands
 from ..cluster.commands import Exec
-from ..cluster.settings import Settings, load
+from ..cluster.settings import Settings, load, shown
 from . import bringup, nodes
 from .nodes import Lab
 
@@ -353,6 +353,12 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
     settings = load(manifests)
     if settings.cni != "calico":
         raise LabUnavailable("the native lab runs the Calico cluster only (Flannel: next issue)")
+    if settings.ipip_mode == "Never" and settings.vxlan_mode == "Never":
+        # Without encapsulation Calico routes with BGP, through BIRD: Calico's own BIRD fork
+        # is no Go module, and Debian's refuses the configuration Calico's confd writes.
+        raise LabUnavailable(f"{shown(settings.pin_path)} asks for a pool without "
+                             "encapsulation (BGP): that needs Calico's BIRD, which the native "
+                             "lab cannot run here; the netns replica runs it with Debian's BIRD")
     instance = name or settings.cluster
     if reuse_only:
         return attach(instance)
