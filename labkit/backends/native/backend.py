@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -154,7 +155,6 @@ class NativeBackend:
         self._jobs.clear()
         if self.owned:
             nodes.destroy(self.lab)
-            _state_path(self._inventory["info"].get("instance", "")).unlink(missing_ok=True)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -285,15 +285,22 @@ def _node_ips(settings: Settings) -> dict[str, str]:
             for index, name in enumerate(settings.node_names)}
 
 
-def _start_owner(instance: str, settings: Settings, ips: dict[str, str]) -> tuple[Lab, int]:
+def _start_owner(instance: str, settings: Settings, ips: dict[str, str],
+                 detached: bool) -> tuple[Lab, int]:
+    # Only a detached lab (`labkit up`) is known by its name, for later commands to attach
+    # to: two builds or tests may each own a lab of the same cluster at once.
     state = _state_path(instance)
-    spec = {"state": str(state), "manifests": str(settings.directory), "instance": instance,
+    spec = {"state": str(state) if detached else "", "instance": instance,
+            "manifests": str(settings.directory),
             "parts": str(parts.root()), "bin": _bin_links(),
             "nodes": [{"name": n, "ip": ips[n], "ip6": underlay6_address(ips[n])}
                       for n in settings.node_names]}
     folder = scratch.system_tmp()
-    spec_file = folder / f"labkit-native-{instance}.spec.json"
-    spec_file.write_text(json.dumps(spec))
+    handle, name = tempfile.mkstemp(prefix=f"labkit-native-{instance}-", suffix=".spec.json",
+                                    dir=folder)
+    spec_file = Path(name)
+    with os.fdopen(handle, "w") as out:
+        out.write(json.dumps(spec))
     # unshare --kill-child: the owner dies with this launcher too (the launcher dies only when
     # killed); start_new_session: a Ctrl-C in the terminal does not reach a detached lab.
     process = subprocess.Popen(
@@ -315,7 +322,8 @@ def _start_owner(instance: str, settings: Settings, ips: dict[str, str]) -> tupl
             process.kill()
         if report.get("folder"):
             nodes.destroy(Lab(Path(report["folder"])))
-        state.unlink(missing_ok=True)
+        if detached:
+            state.unlink(missing_ok=True)
         raise LabUnavailable(f"the native lab's nodes did not start: "
                              f"{report.get('error') or err.strip() or 'no report'}")
     process.stdout.close()
@@ -367,10 +375,14 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
     nodes.sweep()
     state = nodes.read_json(_state_path(instance))
     if state.get("owner") and not left_by_dead_process(str(state["owner"])):
+        # Only `labkit up` registers a lab under its name, and only once it is ready: one
+        # being brought up is another command's, never ours to tear down.
         if state.get("ready"):
             show(f"reusing the native lab {instance}")
             return attach(instance)
-        down(instance)
+        raise LabUnavailable(f"the native lab {instance!r} is being brought up by another "
+                             f"`labkit up` (pid {state['owner']})",
+                             hint="wait for it, or `labkit down --lab native`")
     timings: dict[str, float] = {}
     t0 = mark = time.monotonic()
 
@@ -382,7 +394,7 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
         show(f"{what} ({timings[what]:.1f}s)")
 
     ips = _node_ips(settings)
-    lab, owner = _start_owner(instance, settings, ips)
+    lab, owner = _start_owner(instance, settings, ips, detached)
     try:
         phase(f"nodes up ({', '.join(settings.node_names)})")
         bringup.preload(lab, settings, show)
@@ -410,7 +422,6 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
     except BaseException as exc:
         if not detached:
             nodes.destroy(lab)
-            _state_path(instance).unlink(missing_ok=True)
         elif isinstance(exc, bringup.Step):
             raise LabBuildFailed(f"{exc}\n  the lab is left up for a look; `labkit down "
                                  "--lab native` removes it") from exc
@@ -419,9 +430,10 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
         if isinstance(exc, bringup.Step):
             raise LabBuildFailed(str(exc)) from exc
         raise
-    _state_path(instance).write_text(json.dumps({
-        "folder": str(lab.folder), "owner": owner, "ready": True, "instance": instance,
-        "manifests": str(settings.directory), "timings": timings}))
+    if detached:  # a lab a build or a test owns is theirs alone: not for others to reuse
+        _state_path(instance).write_text(json.dumps({
+            "folder": str(lab.folder), "owner": owner, "ready": True, "instance": instance,
+            "manifests": str(settings.directory), "timings": timings}))
     return NativeBackend(lab, settings, found, owned=not detached)
 
 

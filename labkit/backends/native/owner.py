@@ -133,10 +133,10 @@ def main(spec_path: str) -> int:
     spec: dict[str, Any] = json.loads(Path(spec_path).read_text())
     owner = _host_pid()
     lab = new_lab(owner)
-    state = Path(spec["state"])
-    state.write_text(json.dumps({"folder": str(lab.folder), "owner": owner, "ready": False,
-                                 "instance": spec["instance"],
-                                 "manifests": spec["manifests"]}))
+    if spec["state"]:  # `labkit up`: its lab is known by name while it comes up
+        Path(spec["state"]).write_text(json.dumps({
+            "folder": str(lab.folder), "owner": owner, "ready": False,
+            "instance": spec["instance"], "manifests": spec["manifests"]}))
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
