@@ -9,7 +9,7 @@ committed), then a :class:`~.recipe.GoBuild` here; a Debian package's binaries a
 
 from __future__ import annotations
 
-from . import images, render
+from . import flannel_images, images, render
 from .kubernetes import generate_openapi
 from .recipe import MODULES, Assembled, CBuild, Debian, GoBuild, Recipe
 
@@ -172,10 +172,17 @@ MANIFESTS = (
               make=render.kind_storage_manifest),
 )
 
-IMAGES = tuple(
-    Assembled(name=f"image-{name}", version=spec.ref.rsplit(":", 1)[1], source=spec.ref,
-              needs=spec.needs, debian=spec.debian, make=images.maker(spec))
-    for name, spec in images.IMAGES.items())
+IMAGES = (
+    *(Assembled(name=f"image-{name}", version=spec.ref.rsplit(":", 1)[1], source=spec.ref,
+                needs=spec.needs, debian=spec.debian, make=images.maker(spec))
+      for name, spec in images.IMAGES.items()),
+    # The Flannel cluster's; the CNI plugin's part records what it holds (v0.9.1), not the tag.
+    *(Assembled(name=f"image-{name}",
+                version=flannel_images.HOLDS.get(name, spec.ref.rsplit(":", 1)[1]),
+                source=spec.ref, needs=spec.needs, debian=spec.debian,
+                make=flannel_images.maker(spec))
+      for name, spec in flannel_images.IMAGES.items()),
+)
 
 
 def _debian(name: str, package: str, *files: str) -> Debian:
