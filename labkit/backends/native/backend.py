@@ -52,11 +52,12 @@ from ...model.result import Result
 from ..cluster import commands
 from ..cluster.commands import Exec
 from ..cluster.settings import Settings, load, shown
-from . import bringup, nodes
+from . import bringup, flannel, nodes
 from .nodes import Lab
 
 NEEDED_PARTS = ("kubernetes", "pause", "crictl", "calico", "calico-manifests",
                 *(f"image-{name}" for name in bringup.IMAGES))
+FLANNEL_PARTS = ("kubernetes", "pause", "crictl", *flannel.NEEDED_PARTS)
 OWNER_START_TIMEOUT = 60.0
 HELPER_TIMEOUT = 30.0
 KILL_WAIT = commands.KILL_GRACE
@@ -235,8 +236,8 @@ def _state_path(instance: str) -> Path:
     return scratch.system_tmp() / f"labkit-native-{instance}.json"
 
 
-def preflight() -> None:
-    """One clear line when this machine cannot run the native lab."""
+def preflight(cni: str = "calico") -> None:
+    """One clear line when this machine cannot run the native lab (of ``cni``)."""
     if sys.platform != "linux":
         raise LabUnavailable(f"the native lab needs Linux namespaces; this is {sys.platform}")
     if os.geteuid() != 0:
@@ -245,7 +246,7 @@ def preflight() -> None:
         if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
             raise LabUnavailable(f"the native lab needs `{tool}` (util-linux, iproute2)")
     missing = []
-    for name in NEEDED_PARTS:
+    for name in FLANNEL_PARTS if cni == "flannel" else NEEDED_PARTS:
         try:
             parts.path(name)
         except parts.PartsError:
@@ -255,10 +256,10 @@ def preflight() -> None:
                              "not built", hint="`labkit parts build` builds them")
 
 
-def unavailable() -> str | None:
+def unavailable(cni: str = "calico") -> str | None:
     """Why this machine cannot run the native lab (one line), or None if it can."""
     try:
-        preflight()
+        preflight(cni)
     except LabUnavailable as exc:
         return exc.one_line()
     return None
@@ -359,9 +360,8 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
         raise LabUnavailable(f"the native lab runs VXLAN here, not {encapsulation}: this "
                              "kernel has no ipip module")
     settings = load(manifests)
-    if settings.cni != "calico":
-        raise LabUnavailable("the native lab runs the Calico cluster only (Flannel: next issue)")
-    if settings.ipip_mode == "Never" and settings.vxlan_mode == "Never":
+    if settings.cni == "calico" and settings.ipip_mode == "Never" and \
+            settings.vxlan_mode == "Never":
         # Without encapsulation Calico routes with BGP, through BIRD: Calico's own BIRD fork
         # is no Go module, and Debian's refuses the configuration Calico's confd writes.
         raise LabUnavailable(f"{shown(settings.pin_path)} asks for a pool without "
@@ -370,7 +370,7 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
     instance = name or settings.cluster
     if reuse_only:
         return attach(instance)
-    preflight()
+    preflight(settings.cni)
     show = progress or _progress()
     nodes.sweep()
     state = nodes.read_json(_state_path(instance))
@@ -397,7 +397,8 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
     lab, owner = _start_owner(instance, settings, ips, detached)
     try:
         phase(f"nodes up ({', '.join(settings.node_names)})")
-        bringup.preload(lab, settings, show)
+        bringup.preload(lab, settings, show,
+                        flannel.IMAGES if settings.cni == "flannel" else bringup.IMAGES)
         phase("images in containerd")
         bringup.boot(lab, settings, ips)
         phase("containerd and kubelet started")
@@ -405,20 +406,26 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
         phase("kubeadm init")
         bringup.join(lab, settings)
         phase("kubeadm join")
-        bringup.calico(lab, settings, show)
-        pool = bringup.vxlan_always(lab, settings)
-        phase("Calico applied, pool VXLAN Always")
+        extra: dict[str, Any] = {}
+        if settings.cni == "flannel":
+            flannel.install(lab, settings, show)
+            phase("bridge copied, kube-flannel.yml applied")
+        else:
+            bringup.calico(lab, settings, show)
+            extra["calicoctl_get_ippool"] = bringup.vxlan_always(lab, settings).strip()
+            phase("Calico applied, pool VXLAN Always")
         bringup.wait_ready(lab, settings, show, ready_timeout, app=False)
-        phase("Calico, CoreDNS and the nodes Ready")
+        phase(f"{'Flannel' if settings.cni == 'flannel' else 'Calico'}, CoreDNS and the "
+              "nodes Ready")
         # After the nodes are Ready, as the kind lab does: pods scheduled while workers are
         # NotReady would all land on the control plane.
         bringup.deployment(lab, settings)
         bringup.wait_ready(lab, settings, show, ready_timeout)
         phase("the Deployment Ready")
         timings["total"] = round(time.monotonic() - t0, 2)
-        extra = {"instance": instance, "owner": owner, "folder": str(lab.folder),
-                 "timings": timings, "calicoctl_get_ippool": pool.strip()}
-        found = bringup.gather(lab, settings, extra)
+        extra.update({"instance": instance, "owner": owner, "folder": str(lab.folder),
+                      "timings": timings})
+        found = _gather(lab, settings, extra)
     except BaseException as exc:
         if not detached:
             nodes.destroy(lab)
@@ -435,6 +442,11 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
             "folder": str(lab.folder), "owner": owner, "ready": True, "instance": instance,
             "manifests": str(settings.directory), "timings": timings}))
     return NativeBackend(lab, settings, found, owned=not detached)
+
+
+def _gather(lab: Lab, settings: Settings, extra: dict[str, Any]) -> dict[str, Any]:
+    gather = flannel.gather if settings.cni == "flannel" else bringup.gather
+    return gather(lab, settings, extra)
 
 
 def attach(instance: str) -> NativeBackend:
@@ -455,7 +467,7 @@ def attach(instance: str) -> NativeBackend:
     extra = {"instance": instance, "owner": owner, "folder": str(lab.folder),
              "timings": state.get("timings", {})}
     try:
-        found = bringup.gather(lab, settings, extra)
+        found = _gather(lab, settings, extra)
     except bringup.Step as exc:
         raise LabUnavailable(f"the native lab {instance!r} does not answer: {exc}") from exc
     return NativeBackend(lab, settings, found, owned=False)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -102,9 +103,9 @@ def kubectl_json(lab: Lab, settings: Settings, args: str) -> dict[str, Any]:
 # -- images ----------------------------------------------------------------------------------
 
 
-def image_archives() -> dict[str, Path]:
+def image_archives(images: tuple[str, ...] = IMAGES) -> dict[str, Path]:
     """Each image part's OCI archive, by part name."""
-    return {f"image-{name}": parts.path(f"image-{name}") / "image.tar" for name in IMAGES}
+    return {f"image-{name}": parts.path(f"image-{name}") / "image.tar" for name in images}
 
 
 def containerd_cache(archives: dict[str, Path]) -> Path:
@@ -133,13 +134,15 @@ def _stop_containerd(lab: Lab, node: str) -> None:
         "stopping containerd")
 
 
-def preload(lab: Lab, settings: Settings, progress: Progress) -> None:
+def preload(lab: Lab, settings: Settings, progress: Progress,
+            images: tuple[str, ...] = IMAGES) -> None:
     """Give every node's containerd the images, as kind bakes them into its node image.
 
     The first time, the control plane's containerd imports every archive and its root is
-    kept in labkit's cache; after that each node gets a copy (0.2 s, not 6 s of gunzip).
+    kept in labkit's cache (one per set of images: Calico's and Flannel's labs differ);
+    after that each node gets a copy (0.2 s, not 6 s of gunzip).
     """
-    archives = image_archives()
+    archives = image_archives(images)
     cache = containerd_cache(archives)
     if not cache.is_dir():
         first = settings.node_names[0]
@@ -152,11 +155,17 @@ def preload(lab: Lab, settings: Settings, progress: Progress) -> None:
                  f"importing {tar.parent.parent.name}", timeout=300)
         _stop_containerd(lab, first)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        work = cache.with_name(cache.name + ".part")
+        # Named by this process: two labs starting at once must not share a half-made copy.
+        work = cache.with_name(f"{cache.name}.part-{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(work, ignore_errors=True)
         subprocess.run(["cp", "-a", str(lab.node_dir(first) / "var/lib/containerd"), str(work)],
                        check=True)
-        work.rename(cache)
+        try:
+            work.rename(cache)
+        except OSError:  # another lab made the same cache first: use its copy
+            shutil.rmtree(work, ignore_errors=True)
+            if not cache.is_dir():
+                raise
     def copy(node: str) -> None:
         target = lab.node_dir(node) / "var/lib/containerd"
         if not target.exists():
@@ -258,15 +267,16 @@ def deployment(lab: Lab, settings: Settings) -> None:
 
 
 def _expected(settings: Settings, pods: list[dict[str, Any]], app: bool) -> list[str]:
+    system = ({"kube-flannel-ds-": len(settings.node_names)} if settings.cni == "flannel"
+              else {"calico-node-": len(settings.node_names), "calico-kube-controllers-": 1})
+    wanted = {**system, "coredns-": 2,
+              **({f"{settings.app}-": settings.replicas} if app else {})}
     count: dict[str, int] = {}
     for pod in pods:
         name = pod["metadata"]["name"]
-        for prefix in ("calico-node-", "calico-kube-controllers-", "coredns-",
-                       f"{settings.app}-"):
+        for prefix in wanted:
             if name.startswith(prefix):
                 count[prefix] = count.get(prefix, 0) + 1
-    wanted = {"calico-node-": len(settings.node_names), "calico-kube-controllers-": 1,
-              "coredns-": 2, **({f"{settings.app}-": settings.replicas} if app else {})}
     return [f"{want - count.get(prefix, 0)} {prefix.rstrip('-')} pod(s) not created yet"
             for prefix, want in wanted.items() if count.get(prefix, 0) < want]
 
