@@ -288,9 +288,14 @@ def _down(args: argparse.Namespace) -> int:
         print("kind cluster deleted" if deleted else "no kind cluster to delete")
         return 0
     if args.lab == "native":
+        from .backends.cluster.settings import load
         from .backends.native import backend as native_backend
 
-        print(native_backend.down(args.name))
+        # `labkit down flannel --lab native` removes that lab only (the Calico one may be up
+        # beside it); with no lab named, every native lab.
+        instance = args.name or (load(labs.manifests(args.cluster)).cluster if args.cluster
+                                 else None)
+        print(native_backend.down(instance))
         return 0
     from .backends.netns import launcher
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import re
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -503,3 +505,60 @@ def test_kube_flannel_and_kinds_storage_manifest_are_the_modules_files() -> None
         "e7af8a26a163ebd06831e79ffba3c65c86e68ecf0ded9a90494e46052f61eec5")
     assert "image: docker.io/flannel/flannel:v0.22.0" in flannel.read_text()
     assert "image: docker.io/rancher/local-path-provisioner:v0.0.14" in storage.read_text()
+
+
+
+def _image_contents(part: str) -> tuple[str, dict[str, str], dict[str, bytes]]:
+    """An image part's name, its labels, and every file of its layers (from image.tar)."""
+    with tarfile.open(path(part) / "image.tar") as outer:
+        def blob(name: str) -> bytes:
+            member = outer.extractfile(name)
+            assert member is not None, name
+            return member.read()
+
+        def by_digest(digest: str) -> bytes:
+            return blob(f"blobs/sha256/{digest.split(':', 1)[1]}")
+
+        index = json.loads(blob("index.json"))["manifests"][0]
+        manifest = json.loads(by_digest(index["digest"]))
+        labels = json.loads(by_digest(manifest["config"]["digest"]))["config"].get("Labels")
+        files: dict[str, bytes] = {}
+        for layer in manifest["layers"]:
+            with tarfile.open(fileobj=io.BytesIO(by_digest(layer["digest"]))) as inner:
+                for member in inner.getmembers():
+                    data = inner.extractfile(member) if member.isfile() else None
+                    files["/" + member.name.lstrip("./")] = data.read() if data else b""
+    return index["annotations"]["io.containerd.image.name"], labels or {}, files
+
+
+@parts_built("image-flannel", "image-flannel-cni-plugin", "flannel-manifests")
+def test_the_flannel_images_are_the_names_kube_flannel_yml_uses() -> None:
+    # kube-flannel.yml v0.22.0's two images, written down from the manifest.
+    manifest = (path("flannel-manifests") / "kube-flannel.yml").read_text()
+    assert set(re.findall(r"^\s+image: (\S+)", manifest, re.M)) == {
+        "docker.io/flannel/flannel:v0.22.0", "docker.io/flannel/flannel-cni-plugin:v1.1.2"}
+    assert "imagePullPolicy" not in manifest  # IfNotPresent for a tag: preloaded, not pulled
+    name, labels, files = _image_contents("image-flannel")
+    assert name == "docker.io/flannel/flannel:v0.22.0"
+    # The manifest's command, what the init container runs, what flanneld execs.
+    for file in ("/opt/bin/flanneld", "/opt/bin/mk-docker-opts.sh", "/usr/bin/cp",
+                 "/usr/sbin/iptables", "/usr/sbin/iptables-save", "/usr/sbin/iptables-restore",
+                 "/usr/sbin/iptables-nft", "/usr/sbin/iptables-legacy", "/usr/sbin/ip"):
+        assert file in files, file
+    assert labels["org.opencontainers.image.version"] == "v0.22.0"
+    assert "iptables" in labels["labkit.differs"]
+    name, labels, files = _image_contents("image-flannel-cni-plugin")
+    assert name == "docker.io/flannel/flannel-cni-plugin:v1.1.2"
+    assert {"/flannel", "/usr/bin/cp"} <= set(files)
+    # Honest naming: the tag is the manifest's, the plugin containernetworking's v0.9.1.
+    assert labels["org.opencontainers.image.version"] == "v0.9.1"
+    assert "containernetworking/plugins v0.9.1" in labels["labkit.differs"]
+    assert RECIPES["image-flannel-cni-plugin"].version == "v0.9.1"
+
+
+@parts_built("image-flannel", "image-flannel-cni-plugin", "flannel", "flannel-cni")
+def test_the_flannel_images_hold_the_built_binaries() -> None:
+    assert _image_contents("image-flannel")[2]["/opt/bin/flanneld"] == \
+        binary("flannel", "flanneld").read_bytes()
+    assert _image_contents("image-flannel-cni-plugin")[2]["/flannel"] == \
+        binary("flannel-cni", "flannel").read_bytes()

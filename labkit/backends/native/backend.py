@@ -3,11 +3,13 @@
 
 :func:`start` checks that it can run here (root, the parts built), sweeps what
 dead labs left, starts the lab's owner (:mod:`.owner`: the nodes), then brings
-the cluster up (:mod:`.bringup`).  With ``detached`` (``labkit up --lab
-native``) the lab outlives this process: its owner's pid and folder are kept in
-``$TMPDIR/labkit-native-<name>.json``, which :func:`attach`, :func:`down` and
-``labkit status``/``labkit sh`` read.  Otherwise :meth:`NativeBackend.close`
-removes it.
+the cluster up (:mod:`.bringup`; a Flannel lab's CNI by :mod:`.flannel`).  Labs of
+different names (the Calico and the Flannel cluster, as chapter 五 holds them) run side
+by side: each has its own folder, cgroups, underlay namespace and nodes.  With
+``detached`` (``labkit up --lab native``) the lab outlives this process: its owner's pid
+and folder are kept in ``$TMPDIR/labkit-native-<name>.json``, which :func:`attach`,
+:func:`down` and ``labkit status``/``labkit sh`` read.  Otherwise
+:meth:`NativeBackend.close` removes it.
 
 A command in a node runs as ``docker exec`` would (the node's cgroups, all of its
 namespaces, its root); in a pod as ``kubectl exec`` ends in ``runc exec``: the
