@@ -37,6 +37,7 @@ from typing import Any
 
 from ... import parts
 from ...model.errors import LabUnavailable
+from ...model.leftovers import left_by_dead_process
 from ..cluster import inventory, kubeadm, readiness
 from ..cluster.settings import CALICO_GROUP, Settings
 from .nodes import Lab, node_argv
@@ -144,6 +145,10 @@ def preload(lab: Lab, settings: Settings, progress: Progress,
     """
     archives = image_archives(images)
     cache = containerd_cache(archives)
+    # Half-made copies of labs killed while making one (their maker's pid is dead).
+    for stale in cache.parent.glob("containerd-*.part-*"):
+        if left_by_dead_process(stale.name.rsplit(".part-", 1)[1].split("-")[0]):
+            shutil.rmtree(stale, ignore_errors=True)
     if not cache.is_dir():
         first = settings.node_names[0]
         progress(f"importing {len(archives)} images into containerd (once; kept in {cache})")
