@@ -7,6 +7,8 @@
     labkit status [LAB] [--json]      what is up: lab, backend, CNI, encapsulation, nodes, pods
     labkit sh [LAB] TARGET -- CMD...  run CMD in a node or pod, exit with its status
     labkit down [LAB]                 stop it
+    labkit kubeconfig [LAB] [--lab native|kind]   the kubeconfig kind would write, for kubectl
+                                      on this machine (API server on 127.0.0.1)
 
 LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such as
 ``flannel``); ``--lab netns|kind|native`` picks the backend that runs it.
@@ -104,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
                       type=_lab_name)
     down.add_argument("--lab", choices=LABS, default="netns", help="the backend")
     down.add_argument("--name", default=None)
+
+    kubeconfig = sub.add_parser(
+        "kubeconfig", help="print the kubeconfig of a native or kind lab that is up, as `kind "
+                           "get kubeconfig` does: context kind-<cluster>, the API server on "
+                           "127.0.0.1")
+    kubeconfig.add_argument("cluster", nargs="?", default=None, metavar="LAB", help=lab_help,
+                            type=_lab_name)
+    kubeconfig.add_argument("--lab", choices=("native", "kind"), default="native",
+                            help="the backend (default native; the netns replica has no API "
+                                 "server)")
+    kubeconfig.add_argument("--name", default=None)
 
     build = sub.add_parser("build", help="run the chapters and build the site with mkdocs")
     _build_options(build)
@@ -303,6 +316,20 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubeconfig(args: argparse.Namespace) -> int:
+    manifests = labs.manifests(_cluster(args))
+    if args.lab == "kind":
+        from .backends.cluster.settings import load
+        from .backends.kind import cluster
+
+        sys.stdout.write(cluster.kubeconfig(args.name or load(manifests).cluster))
+        return 0
+    from .backends.native import backend as native_backend
+
+    sys.stdout.write(native_backend.kubeconfig(manifests, name=args.name))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -315,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sh(args)
         if args.command == "down":
             return _down(args)
+        if args.command == "kubeconfig":
+            return _kubeconfig(args)
         if args.command == "parts":
             from .parts import commands as parts
 

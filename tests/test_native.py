@@ -14,13 +14,16 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 import labkit
 from labkit.api.lab import Lab
@@ -238,19 +241,177 @@ def test_the_inventory_is_the_kind_labs_shape(lab: Lab) -> None:
     assert len(_app_pods(lab)) == 4
 
 
+def _host_kubeconfig(lab: Lab, tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """The module's lab's kubeconfig (what ``labkit kubeconfig`` prints for a lab ``labkit up``
+    left running), parsed and written to a file."""
+    from labkit.backends.native.backend import NativeBackend
+
+    assert isinstance(lab.backend, NativeBackend)
+    text = lab.backend.kubeconfig()
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    return yaml.safe_load(text), path
+
+
+def test_labkit_kubeconfig_is_kinds_with_the_api_server_on_127_0_0_1_only(
+        lab: Lab, tmp_path: Path) -> None:
+    config, _ = _host_kubeconfig(lab, tmp_path)
+    # kind names the cluster, the user and the context kind-<cluster>, and makes it current
+    key = "kind-calico-ipip"
+    assert config["kind"] == "Config" and config["current-context"] == key
+    assert config["contexts"] == [{"name": key, "context": {"cluster": key, "user": key}}]
+    assert [u["name"] for u in config["users"]] == [key]
+    assert [c["name"] for c in config["clusters"]] == [key]
+    cluster = config["clusters"][0]["cluster"]
+    match = re.fullmatch(r"https://127\.0\.0\.1:(\d+)", cluster["server"])
+    assert match, cluster["server"]
+    assert "certificate-authority-data" in cluster and "insecure-skip-tls-verify" not in cluster
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{match.group(1)}"],
+                               capture_output=True, text=True, check=True).stdout
+    assert [line.split()[3] for line in listening.splitlines()] == \
+        [f"127.0.0.1:{match.group(1)}"], listening
+
+
+def test_labkit_kubeconfig_prints_it_for_a_lab_labkit_up_left_running(lab: Lab) -> None:
+    from labkit.backends.native.backend import NativeBackend
+    from labkit.model import labs
+
+    # The module's lab is this process's own; registered under a name as `labkit up`
+    # registers its lab, `labkit kubeconfig --name` finds it (a second cluster would cost
+    # another minute and a half).
+    name = f"pytest-kubeconfig-{os.getpid()}"
+    state = Path(os.environ.get("TMPDIR") or "/tmp") / f"labkit-native-{name}.json"
+    port = int(str(lab.info["apiserver"]).rsplit(":", 1)[1])
+    state.write_text(json.dumps({
+        "folder": lab.info["folder"], "owner": lab.info["owner"], "ready": True,
+        "instance": name, "manifests": str(labs.manifests("calico")), "apiserver_port": port}))
+    try:
+        done = _labkit("kubeconfig", "--lab", "native", "--name", name, timeout=60)
+    finally:
+        state.unlink()
+    assert done.returncode == 0, done.stderr
+    assert isinstance(lab.backend, NativeBackend)
+    assert done.stdout == lab.backend.kubeconfig()
+    missing = _labkit("kubeconfig", "--lab", "native", "--name", name, timeout=60)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"labkit: no native lab '{name}' is up"), missing.stderr
+
+
+def test_kubectl_on_the_host_lists_the_three_nodes_ready(lab: Lab, tmp_path: Path) -> None:
+    from labkit import parts
+
+    _, path = _host_kubeconfig(lab, tmp_path)
+    kubectl = parts.binary("kubernetes", "kubectl")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    done = subprocess.run([str(kubectl), "--kubeconfig", str(path), "get", "nodes", "-o",
+                           "json"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr  # TLS verified: 127.0.0.1 is in the cert's SANs
+    items = json.loads(done.stdout)["items"]
+    assert sorted(n["metadata"]["name"] for n in items) == [
+        CONTROL_PLANE, "calico-ipip-worker", "calico-ipip-worker2"]
+    for node in items:
+        ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True", node["metadata"]["name"]
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.23.4"
+
+
+def test_the_python_client_reads_the_cluster_with_it(lab: Lab, tmp_path: Path) -> None:
+    pytest.importorskip("kubernetes", reason="the Python client comes with labkit[kind]")
+    from kubernetes import client, config
+
+    kubeconfig, _ = _host_kubeconfig(lab, tmp_path)
+    api = client.CoreV1Api(config.new_client_from_config_dict(kubeconfig))
+    try:
+        names = sorted(n.metadata.name for n in api.list_node().items)
+        pods = api.list_namespaced_pod("default", label_selector="app=app").items
+    finally:
+        api.api_client.close()
+    assert names == [CONTROL_PLANE, "calico-ipip-worker", "calico-ipip-worker2"]
+    assert len(pods) == 4 and all(p.status.phase == "Running" for p in pods)
+
+
 def test_zz_down_leaves_nothing(lab: Lab) -> None:
     folder, owner = lab.info["folder"], int(lab.info["owner"])
+    port = int(str(lab.info["apiserver"]).rsplit(":", 1)[1])
     assert _leftovers(folder, owner) != []
     lab.close()
     assert _leftovers(folder, owner) == []
+    with pytest.raises(ConnectionRefusedError):  # the published API server went with the lab
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 # -- without a lab: what the backend decides on its own ----------------------------------------
 
 
-def test_kubeadm_conf_is_kinds_for_the_control_plane_and_the_workers() -> None:
-    import yaml
+# kubeadm's admin.conf, in the shape kubeadm writes it (its own names), and what `kind get
+# kubeconfig --name calico-ipip` prints for it: every name kind-<cluster>, the server replaced
+# by the published one, keys sorted, list items at their key's indent (sigs.k8s.io/yaml).
+ADMIN_CONF = """\
+apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Y2EgY2VydA==
+    server: https://calico-ipip-control-plane:6443
+  name: calico-ipip
+contexts:
+- context:
+    cluster: calico-ipip
+    user: kubernetes-admin
+  name: kubernetes-admin@calico-ipip
+current-context: kubernetes-admin@calico-ipip
+kind: Config
+preferences: {}
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: YWRtaW4gY2VydA==
+    client-key-data: YWRtaW4ga2V5
+"""
+KIND_GET_KUBECONFIG = """\
+apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Y2EgY2VydA==
+    server: https://127.0.0.1:38117
+  name: kind-calico-ipip
+contexts:
+- context:
+    cluster: kind-calico-ipip
+    user: kind-calico-ipip
+  name: kind-calico-ipip
+current-context: kind-calico-ipip
+kind: Config
+preferences: {}
+users:
+- name: kind-calico-ipip
+  user:
+    client-certificate-data: YWRtaW4gY2VydA==
+    client-key-data: YWRtaW4ga2V5
+"""
 
+
+def test_the_kubeconfig_is_what_kind_get_kubeconfig_prints() -> None:
+    from labkit.backends.cluster.kubeconfig import kind_kubeconfig
+
+    assert kind_kubeconfig(ADMIN_CONF, "calico-ipip", "https://127.0.0.1:38117") == \
+        KIND_GET_KUBECONFIG
+    # inside the cluster (no server given) kind keeps kubeadm's endpoint
+    assert "server: https://calico-ipip-control-plane:6443\n" in kind_kubeconfig(
+        ADMIN_CONF, "calico-ipip")
+
+
+def test_a_kubeconfig_kubeadm_would_not_write_is_refused() -> None:
+    from labkit.backends.cluster.kubeconfig import KubeconfigError, kind_kubeconfig
+
+    with pytest.raises(KubeconfigError, match="one cluster"):
+        kind_kubeconfig(ADMIN_CONF.replace(
+            "contexts:\n", "- cluster: {server: https://elsewhere:6443}\n  name: b\ncontexts:\n"),
+            "calico-ipip")
+    with pytest.raises(KubeconfigError):
+        kind_kubeconfig("\t", "calico-ipip")
+
+
+def test_kubeadm_conf_is_kinds_for_the_control_plane_and_the_workers() -> None:
     from labkit.backends.cluster import kubeadm
 
     text = kubeadm.render("calico-ipip", kubeadm.Node(CONTROL_PLANE, "172.18.0.2", True),
@@ -279,8 +440,6 @@ def test_kubeadm_conf_is_kinds_for_the_control_plane_and_the_workers() -> None:
 ])
 def test_kubeadm_conf_is_what_kind_v0_12_0_writes(node: str, ip: str, control_plane: bool,
                                                   sample: str) -> None:
-    import yaml
-
     from labkit.backends.cluster import kubeadm
 
     # The samples are kind v0.12.0's own rendering (its template and YAML patcher, run from

@@ -19,6 +19,8 @@ TOKEN = "abcdef.0123456789abcdef"
 SERVICE_SUBNET = "10.96.0.0/16"
 """kind's default service subnet."""
 VERSION = "v1.23.4"
+API_PORT = 6443
+"""Where the API server listens on the control plane (kubeadm's default bindPort)."""
 KUBEADM_API = "kubeadm.k8s.io/v1beta3"
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ def render(cluster: str, node: Node, pod_subnet: str, *,
            service_subnet: str = SERVICE_SUBNET, version: str = VERSION) -> str:
     """``/kind/kubeadm.conf`` for ``node`` of ``cluster``, as kind v0.12.0 writes it: its
     template's five documents after kind's YAML round trip (keys sorted, no comments)."""
-    endpoint = {"advertiseAddress": node.ip, "bindPort": 6443}
+    endpoint = {"advertiseAddress": node.ip, "bindPort": API_PORT}
     registration = {
         "criSocket": "unix:///run/containerd/containerd.sock",
         "kubeletExtraArgs": {"fail-swap-on": "false", "node-ip": node.ip, "node-labels": "",
@@ -42,7 +44,7 @@ def render(cluster: str, node: Node, pod_subnet: str, *,
     }
     join: dict[str, object] = {
         "apiVersion": KUBEADM_API, "kind": "JoinConfiguration",
-        "discovery": {"bootstrapToken": {"apiServerEndpoint": f"{cluster}-control-plane:6443",
+        "discovery": {"bootstrapToken": {"apiServerEndpoint": f"{cluster}-control-plane:{API_PORT}",
                                          "token": TOKEN, "unsafeSkipCAVerification": True}},
         "nodeRegistration": registration,
     }
@@ -52,7 +54,7 @@ def render(cluster: str, node: Node, pod_subnet: str, *,
         {"apiVersion": KUBEADM_API, "kind": "ClusterConfiguration",
          "apiServer": {"certSANs": ["localhost", "127.0.0.1"],
                        "extraArgs": {"runtime-config": ""}},
-         "clusterName": cluster, "controlPlaneEndpoint": f"{cluster}-control-plane:6443",
+         "clusterName": cluster, "controlPlaneEndpoint": f"{cluster}-control-plane:{API_PORT}",
          "controllerManager": {"extraArgs": {"enable-hostpath-provisioner": "true"}},
          "kubernetesVersion": version,
          "networking": {"podSubnet": pod_subnet, "serviceSubnet": service_subnet},

@@ -51,8 +51,9 @@ from ...model.kind import underlay6_address
 from ...model.leftovers import left_by_dead_process
 from ...model.output import DEFAULT_KEEP, Output, check_keep
 from ...model.result import Result
-from ..cluster import commands
+from ..cluster import commands, kubeadm
 from ..cluster.commands import Exec
+from ..cluster.kubeconfig import KubeconfigError, kind_kubeconfig
 from ..cluster.settings import Settings, load, shown
 from . import bringup, flannel, nodes
 from .nodes import Lab
@@ -158,6 +159,11 @@ class NativeBackend:
         self._jobs.clear()
         if self.owned:
             nodes.destroy(self.lab)
+
+    def kubeconfig(self) -> str:
+        """The kubeconfig ``kind get kubeconfig`` would print for this lab (``labkit
+        kubeconfig`` prints it for a lab ``labkit up`` left running)."""
+        return _kubeconfig(self.lab, self.settings, str(self._inventory["info"]["apiserver"]))
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -289,13 +295,16 @@ def _node_ips(settings: Settings) -> dict[str, str]:
 
 
 def _start_owner(instance: str, settings: Settings, ips: dict[str, str],
-                 detached: bool) -> tuple[Lab, int]:
+                 detached: bool) -> tuple[Lab, int, int]:
+    """The lab's owner and its nodes: (the lab, the owner's pid, the API server's port on the
+    host's 127.0.0.1)."""
     # Only a detached lab (`labkit up`) is known by its name, for later commands to attach
     # to: two builds or tests may each own a lab of the same cluster at once.
     state = _state_path(instance)
     spec = {"state": str(state) if detached else "", "instance": instance,
             "manifests": str(settings.directory),
             "parts": str(parts.root()), "bin": _bin_links(),
+            "apiserver": {"address": ips[settings.node_names[0]], "port": kubeadm.API_PORT},
             "nodes": [{"name": n, "ip": ips[n], "ip6": underlay6_address(ips[n])}
                       for n in settings.node_names]}
     folder = scratch.system_tmp()
@@ -332,7 +341,7 @@ def _start_owner(instance: str, settings: Settings, ips: dict[str, str],
     process.stdout.close()
     if process.stderr is not None:
         process.stderr.close()
-    return Lab(Path(report["folder"])), int(report["owner"])
+    return Lab(Path(report["folder"])), int(report["owner"]), int(report["apiserver_port"])
 
 
 def _progress() -> Any:
@@ -396,7 +405,7 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
         show(f"{what} ({timings[what]:.1f}s)")
 
     ips = _node_ips(settings)
-    lab, owner = _start_owner(instance, settings, ips, detached)
+    lab, owner, port = _start_owner(instance, settings, ips, detached)
     try:
         phase(f"nodes up ({', '.join(settings.node_names)})")
         bringup.preload(lab, settings, show,
@@ -426,7 +435,7 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
         phase("the Deployment Ready")
         timings["total"] = round(time.monotonic() - t0, 2)
         extra.update({"instance": instance, "owner": owner, "folder": str(lab.folder),
-                      "timings": timings})
+                      "apiserver": _server(port), "timings": timings})
         found = _gather(lab, settings, extra)
     except BaseException as exc:
         if not detached:
@@ -442,7 +451,7 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
     if detached:  # a lab a build or a test owns is theirs alone: not for others to reuse
         _state_path(instance).write_text(json.dumps({
             "folder": str(lab.folder), "owner": owner, "ready": True, "instance": instance,
-            "manifests": str(settings.directory), "timings": timings}))
+            "manifests": str(settings.directory), "timings": timings, "apiserver_port": port}))
     return NativeBackend(lab, settings, found, owned=not detached)
 
 
@@ -451,8 +460,13 @@ def _gather(lab: Lab, settings: Settings, extra: dict[str, Any]) -> dict[str, An
     return gather(lab, settings, extra)
 
 
-def attach(instance: str) -> NativeBackend:
-    """The native lab ``labkit up`` left running under ``instance``."""
+def _server(port: int) -> str:
+    """The API server as the host reaches it (kind's external kubeconfig's ``server``)."""
+    return f"https://127.0.0.1:{port}"
+
+
+def _ready_state(instance: str) -> dict[str, object]:
+    """The state file of the ready lab ``instance``; :class:`LabUnavailable` if none is up."""
     if os.geteuid() != 0:
         raise LabUnavailable(ROOT_ONLY)
     state = nodes.read_json(_state_path(instance))
@@ -464,15 +478,49 @@ def attach(instance: str) -> NativeBackend:
         raise LabUnavailable(f"the native lab {instance!r} is still coming up (or its "
                              "`labkit up` was stopped)", hint="`labkit down --lab native`, then "
                              "`labkit up --lab native`")
+    return state
+
+
+def attach(instance: str) -> NativeBackend:
+    """The native lab ``labkit up`` left running under ``instance``."""
+    state = _ready_state(instance)
     settings = load(Path(str(state["manifests"])))
     lab = Lab(Path(str(state["folder"])))
-    extra = {"instance": instance, "owner": owner, "folder": str(lab.folder),
+    extra = {"instance": instance, "owner": state["owner"], "folder": str(lab.folder),
+             "apiserver": _server(int(str(state.get("apiserver_port") or 0))),
              "timings": state.get("timings", {})}
     try:
         found = _gather(lab, settings, extra)
     except bringup.Step as exc:
         raise LabUnavailable(f"the native lab {instance!r} does not answer: {exc}") from exc
     return NativeBackend(lab, settings, found, owned=False)
+
+
+def kubeconfig(manifests: Path | None = None, *, name: str | None = None) -> str:
+    """What ``kind get kubeconfig`` prints, for the native lab ``labkit up`` left running as
+    ``name`` (default: the cluster's name): kind's names, the API server on 127.0.0.1."""
+    instance = name or load(manifests).cluster
+    state = _ready_state(instance)
+    port = int(str(state.get("apiserver_port") or 0))
+    if not port:
+        raise LabUnavailable(f"the native lab {instance!r} was started by a labkit that did not "
+                             "publish its API server", hint="`labkit down --lab native --name "
+                             f"{instance}`, then `labkit up --lab native`")
+    return _kubeconfig(Lab(Path(str(state["folder"]))),
+                       load(Path(str(state["manifests"]))), _server(port))
+
+
+def _kubeconfig(lab: Lab, settings: Settings, server: str) -> str:
+    """As kind does: admin.conf read on the control plane, renamed, pointed at ``server``."""
+    control_plane = settings.node_names[0]
+    rc, out, err = bringup.sh(lab, control_plane, f"cat {bringup.ADMIN}", timeout=HELPER_TIMEOUT)
+    if rc != 0:
+        raise LabUnavailable(f"cannot read {bringup.ADMIN} on {control_plane}: "
+                             f"{err.strip() or f'exit {rc}'}")
+    try:
+        return kind_kubeconfig(out, settings.cluster, server)
+    except KubeconfigError as exc:
+        raise LabUnavailable(f"{bringup.ADMIN} on {control_plane}: {exc}") from exc
 
 
 def down(instance: str | None = None) -> str:

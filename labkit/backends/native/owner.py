@@ -11,8 +11,10 @@ It makes the underlay (a bridge ``kind`` with docker's ``kind`` network's
 addresses, in a network namespace of its own: the host's is untouched), then
 each node: a network namespace with ``eth0`` on that bridge, a cgroup in every
 hierarchy, and the node's first process (``scripts/node-init.sh``) in new
-mount, UTS, IPC, PID and cgroup namespaces.  It prints one JSON line when the
-nodes run (or an ``error``), then waits until it is told to stop.
+mount, UTS, IPC, PID and cgroup namespaces.  When the spec names the API server's
+address, it also publishes it on a free port of the host's ``127.0.0.1``, as docker does
+for a kind control plane (:mod:`.forward`).  It prints one JSON line when the nodes run
+(or an ``error``), then waits until it is told to stop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +61,24 @@ def _underlay(lab: Lab) -> None:
     # answers (ping 169.254.1.1 from a pod): here it is dropped without a word, never out.
     run("ip", "route", "add", "blackhole", "default", netns=u)
     run("ip", "-6", "route", "add", "blackhole", "default", netns=u)
+
+
+def _publish(lab: Lab, address: str, port: int) -> int:
+    """Listen on a free port of the host's 127.0.0.1 (kind's ``apiServerPort: 0``) and hand
+    the socket to a forwarder in the underlay, which connects to ``address:port``."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    log = (lab.folder / "forward.log").open("wb")
+    subprocess.Popen(["nsenter", f"--net={lab.underlay}", sys.executable, "-m",
+                      "labkit.backends.native.forward", str(listener.fileno()), address,
+                      str(port)],
+                     pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL, stdout=log,
+                     stderr=subprocess.STDOUT, cwd="/")
+    published = int(listener.getsockname()[1])
+    listener.close()  # the forwarder holds it now
+    log.close()
+    return published
 
 
 def _bin(lab: Lab, links: dict[str, str]) -> None:
@@ -152,6 +173,8 @@ def main(spec_path: str) -> int:
             hierarchy.mkdir(exist_ok=True)
         make_cgroups_for_owner(lab)
         _underlay(lab)
+        apiserver = spec.get("apiserver")
+        published = _publish(lab, apiserver["address"], apiserver["port"]) if apiserver else 0
         _bin(lab, spec["bin"])
         hosts = "".join(f"{n['ip']}\t{n['name']}\n{n['ip6']}\t{n['name']}\n"
                         for n in spec["nodes"])
@@ -161,7 +184,7 @@ def main(spec_path: str) -> int:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "folder": str(lab.folder)}),
               flush=True)
         return 1
-    print(json.dumps({"folder": str(lab.folder), "owner": owner,
+    print(json.dumps({"folder": str(lab.folder), "owner": owner, "apiserver_port": published,
                       "nodes": {n: lab.pid(n) for n in launchers}}), flush=True)
     log = os.open(lab.folder / "owner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
