@@ -14,8 +14,14 @@ What differs from the seed's cluster on this machine, and why (also in the lab's
   Debian's.  So the cluster runs Calico's own VXLAN manifest (``calico_backend: vxlan``,
   no BIRD), and the pool is set to ``vxlanMode: Always`` with ``calicoctl``, so that
   cross-node traffic is VXLAN as in the replica.
-- kind's local-path-provisioner is left out: the proxy serves only v0.0.30, which does not
-  start with kind v0.12.0's manifest.
+- kind's local-path-provisioner is left out.  kind v0.12.0 runs v0.0.14, which the proxy does
+  not serve; it serves v0.0.19, v0.0.30, v0.0.33 and v0.0.37 (``go list -m -versions`` names
+  only v0.0.30), and none starts with kind's manifest: since v0.0.18 the provisioner reads
+  ``helperPod.yaml`` from its ConfigMap through the API at start and exits without it, and
+  kind's ConfigMap has only ``config.json`` while kind's ClusterRole may not read
+  ``configmaps``; since v0.0.15 it also provisions with the ``setup`` and ``teardown``
+  scripts of that ConfigMap, and with kind's ``--helper-image`` (debian-base), which is no
+  part here.  Running it would mean changing three of the manifest's objects, not one.
 - The Deployment's image (``burlyluo/nettool``) is a stand-in built by ``labkit parts``, and
   its pods are told ``imagePullPolicy: IfNotPresent``: there is no registry to pull from.
 """
@@ -59,8 +65,10 @@ NOTES = [
     "pool VXLAN Always, not IPIP: this kernel has no ipip module, and Calico's confd writes a "
     "BIRD configuration only Calico's own BIRD accepts, so the cluster runs Calico's VXLAN "
     "manifest (calico_backend: vxlan, no BIRD) and calicoctl sets vxlanMode: Always",
-    "no local-path-provisioner: the proxy serves only v0.0.30, which does not start with "
-    "kind v0.12.0's manifest",
+    "no local-path-provisioner: kind v0.12.0's v0.0.14 is not served by the Go module proxy, "
+    "and every version it serves (v0.0.19, v0.0.30, v0.0.33, v0.0.37) exits at start with "
+    "kind's manifest: it reads helperPod.yaml from its ConfigMap, which kind's has not and "
+    "kind's ClusterRole may not read",
     "the Deployment's image is labkit's stand-in for burlyluo/nettool, with imagePullPolicy "
     "IfNotPresent: there is no registry",
 ]
