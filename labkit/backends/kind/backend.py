@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...model.errors import CommandTimeout, LabError, LabUnavailable, UnknownTarget
+from ...model.errors import LabError, LabUnavailable, UnknownTarget
 from ...model.output import DEFAULT_KEEP, Output, check_keep
-from ...model.result import Result
 from ..cluster import commands
 from ..cluster.commands import Exec, FrameSource
+from ..cluster.jobs import KILL_WAIT, JobBackend
 from ..cluster.settings import (
     Settings,
     load,
@@ -62,8 +62,6 @@ PodExec = Callable[[str, str, str, list[str]], FrameSource]
 
 # Run by a command's second exec: short, so a fixed timeout is enough.
 HELPER_TIMEOUT = 15.0
-# After a kill, how long to wait for the exit status before dropping the stream.
-KILL_WAIT = commands.KILL_GRACE
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class Where:
 
 
 @dataclass
-class KindBackend:
+class KindBackend(JobBackend):
     """A kind cluster as a :class:`labkit.api.backend.Backend`.
 
     :meth:`close` detaches: the cluster stays up for the next build (creating
@@ -110,49 +108,6 @@ class KindBackend:
 
     def inventory(self) -> dict[str, Any]:
         return self._inventory
-
-    def run(self, target: str, command: str, timeout: float,
-            keep: int = DEFAULT_KEEP) -> Result:
-        job = self._launch(target, command, keep)
-        if not job.wait(timeout):
-            job.timed_out = True
-            self._end(job, "KILL", KILL_WAIT)
-            raise CommandTimeout(job.result(), timeout)
-        if job.error is not None:
-            raise job.error
-        return job.result()
-
-    def start(self, target: str, command: str, ready: str | None, timeout: float,
-              keep: int = DEFAULT_KEEP) -> str:
-        job = self._launch(target, command, keep)
-        if ready and not job.wait_for(ready, timeout):
-            if not job.done:
-                job.timed_out = True
-                self._end(job, "KILL", KILL_WAIT)
-                raise CommandTimeout(job.result(), timeout)
-            if job.error is not None:
-                raise job.error
-            result = job.result()
-            raise LabError(f"`{command}` on {target} exited with {result.rc} before printing "
-                           f"{ready!r}\n  output: {result.output.strip() or '(none)'}")
-        self._jobs[job.id] = job
-        return job.id
-
-    def stop(self, handle: str, signal: str, timeout: float) -> Result:
-        name = commands.signal_name(signal) if signal else ""
-        job = self._jobs.pop(handle, None)
-        if job is None:
-            raise LabError(f"no background command with handle {handle!r} (already stopped?)")
-        if name and not job.done:
-            self._signal(job, name)
-        if not job.wait(timeout):
-            # As in the netns lab: killed after a signal's grace, it was stopped; still running
-            # when it was only waited for, it took too long (Background.wait raises for that).
-            job.timed_out = not name
-            self._end(job, "KILL", KILL_WAIT)
-        if job.error is not None and job.rc is None and not job.printed:
-            raise job.error
-        return job.result()
 
     def close(self) -> None:
         """Kill what is still running, remove the pid files, and let the cluster be."""
@@ -226,7 +181,7 @@ class KindBackend:
                 return
             time.sleep(0.05)
 
-    def _end(self, job: Exec, name: str, wait: float) -> None:
+    def _end(self, job: Exec, name: str, wait: float = KILL_WAIT) -> None:
         """Signal the job and wait for its stream to end; drop the stream if it does not."""
         if not job.done:
             with contextlib.suppress(LabError):

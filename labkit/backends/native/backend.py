@@ -41,7 +41,6 @@ from typing import Any
 from ... import parts
 from ...model import scratch
 from ...model.errors import (
-    CommandTimeout,
     LabBuildFailed,
     LabError,
     LabUnavailable,
@@ -50,9 +49,9 @@ from ...model.errors import (
 from ...model.kind import underlay6_address
 from ...model.leftovers import left_by_dead_process
 from ...model.output import DEFAULT_KEEP, Output, check_keep
-from ...model.result import Result
 from ..cluster import commands, kubeadm
 from ..cluster.commands import Exec
+from ..cluster.jobs import KILL_WAIT, JobBackend
 from ..cluster.kubeconfig import KubeconfigError, kind_kubeconfig
 from ..cluster.settings import Settings, load, shown
 from . import bringup, flannel, nodes
@@ -63,7 +62,6 @@ NEEDED_PARTS = ("kubernetes", "pause", "crictl", "calico", "calico-manifests",
 FLANNEL_PARTS = ("kubernetes", "pause", "crictl", *flannel.NEEDED_PARTS)
 OWNER_START_TIMEOUT = 60.0
 HELPER_TIMEOUT = 30.0
-KILL_WAIT = commands.KILL_GRACE
 ROOT_ONLY = ("the native lab runs a real cluster in Linux namespaces and needs root (like "
              "kind's rootful mode): run it as root, or use the netns replica (the default)")
 
@@ -80,7 +78,7 @@ class Where:
 
 
 @dataclass
-class NativeBackend:
+class NativeBackend(JobBackend):
     """A native lab as a :class:`labkit.api.backend.Backend`."""
 
     lab: Lab
@@ -108,54 +106,11 @@ class NativeBackend:
     def inventory(self) -> dict[str, Any]:
         return self._inventory
 
-    def run(self, target: str, command: str, timeout: float,
-            keep: int = DEFAULT_KEEP) -> Result:
-        job = self._launch(target, command, keep)
-        if not job.wait(timeout):
-            job.timed_out = True
-            self._end(job, signal.SIGKILL)
-            raise CommandTimeout(job.result(), timeout)
-        self._leaders.pop(job.id, None)
-        if job.error is not None:
-            raise job.error
-        return job.result()
-
-    def start(self, target: str, command: str, ready: str | None, timeout: float,
-              keep: int = DEFAULT_KEEP) -> str:
-        job = self._launch(target, command, keep)
-        if ready and not job.wait_for(ready, timeout):
-            if not job.done:
-                job.timed_out = True
-                self._end(job, signal.SIGKILL)
-                raise CommandTimeout(job.result(), timeout)
-            if job.error is not None:
-                raise job.error
-            result = job.result()
-            raise LabError(f"`{command}` on {target} exited with {result.rc} before printing "
-                           f"{ready!r}\n  output: {result.output.strip() or '(none)'}")
-        self._jobs[job.id] = job
-        return job.id
-
-    def stop(self, handle: str, signal_name: str, timeout: float) -> Result:
-        name = commands.signal_name(signal_name) if signal_name else ""
-        job = self._jobs.pop(handle, None)
-        if job is None:
-            raise LabError(f"no background command with handle {handle!r} (already stopped?)")
-        if name and not job.done:
-            self._signal(job, signal.Signals[f"SIG{name}"])
-        if not job.wait(timeout):
-            job.timed_out = not name
-            self._end(job, signal.SIGKILL)
-        self._leaders.pop(job.id, None)
-        if job.error is not None and job.rc is None and not job.printed:
-            raise job.error
-        return job.result()
-
     def close(self) -> None:
         """Kill what still runs; remove the lab if this process made it for itself."""
         for job in list(self._jobs.values()):
             with contextlib.suppress(LabError):
-                self._end(job, signal.SIGKILL)
+                self._end(job, "KILL")
         self._jobs.clear()
         if self.owned:
             nodes.destroy(self.lab)
@@ -213,11 +168,12 @@ class NativeBackend:
         self._leaders[number] = process.pid
         return job
 
-    def _signal(self, job: Exec, sig: signal.Signals) -> None:
-        """Send ``sig`` to the command's process group, past the nsenter that carries it."""
+    def _signal(self, job: Exec, name: str) -> None:
+        """Send SIG``name`` to the command's process group, past the nsenter that carries it."""
         leader = self._leaders.get(job.id)
         if leader is None:
             return
+        sig = signal.Signals[f"SIG{name}"]
         deadline = time.monotonic() + 3.0
         while True:
             members = nodes.group_members(leader)
@@ -228,12 +184,15 @@ class NativeBackend:
                 return
             time.sleep(0.05)  # still in nsenter: the command has not started yet
 
-    def _end(self, job: Exec, sig: signal.Signals) -> None:
+    def _end(self, job: Exec, name: str, wait: float = KILL_WAIT) -> None:
         if not job.done:
-            self._signal(job, sig)
-        if not job.wait(KILL_WAIT):
+            self._signal(job, name)
+        if not job.wait(wait):
             job.abort()
             job.wait(2.0)
+        self._forget(job)
+
+    def _forget(self, job: Exec) -> None:
         self._leaders.pop(job.id, None)
 
 
