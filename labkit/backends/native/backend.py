@@ -374,8 +374,10 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
         phase("containerd and kubelet started")
         bringup.kubeadm_init(lab, settings)
         phase("kubeadm init")
+        bringup.wait_for_signature(lab, settings)
+        phase("bootstrap token signed (kube-controller-manager)")
         bringup.join(lab, settings)
-        phase("kubeadm join")
+        phase("kubeadm join, the workers at once")
         extra: dict[str, Any] = {}
         if settings.cni == "flannel":
             flannel.install(lab, settings, show)

@@ -214,10 +214,14 @@ def kubeadm_init(lab: Lab, settings: Settings) -> None:
     must(lab, cp, f"mkdir -p /root/.kube && cp {ADMIN} /root/.kube/config", "kubectl's config")
 
 
-def join(lab: Lab, settings: Settings, timeout: float = 120.0) -> None:
-    """Wait for cluster-info's signature (joins retry it only every 5 s), then join."""
-    workers = settings.node_names[1:]
-    if not workers:
+def wait_for_signature(lab: Lab, settings: Settings, timeout: float = 120.0) -> None:
+    """Wait until kube-controller-manager's bootstrap signer has signed ``cluster-info`` for
+    kind's token: ``kubeadm join`` cannot discover the cluster before, and retries only every
+    5 s.  This is most of the joins' time: the controller manager v1.23 starts its
+    controllers one by one, the node IPAM controller's first waits 10 s before it lists the
+    nodes (``nodePollInterval``, ``wait.Poll``), and the informers, the signer's among them,
+    start after the last controller."""
+    if not settings.node_names[1:]:
         return
     deadline = time.monotonic() + timeout
     while True:
@@ -228,6 +232,17 @@ def join(lab: Lab, settings: Settings, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise Step("the cluster-info ConfigMap was not signed for token abcdef in time")
         time.sleep(0.2)
+
+
+def join(lab: Lab, settings: Settings) -> None:
+    """``kubeadm join`` on every worker at once, as kind joins its workers, once
+    :func:`wait_for_signature` has returned.  Each takes about 5 s: kubeadm looks for the
+    kubelet's TLS bootstrap every 5 s, and its first look comes before the kubelet starts
+    (which itself spends 5 s at every start in cadvisor v0.43, asking five times, a second
+    apart, for a Docker that no kind node has)."""
+    workers = settings.node_names[1:]
+    if not workers:
+        return
 
     def one(node: str) -> None:
         must(lab, node, "kubeadm join --config /kind/kubeadm.conf --skip-phases=preflight "
