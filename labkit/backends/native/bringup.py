@@ -32,7 +32,9 @@ import contextlib
 import hashlib
 import json
 import os
+import selectors
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -220,18 +222,39 @@ def wait_for_signature(lab: Lab, settings: Settings, timeout: float = 120.0) -> 
     5 s.  This is most of the joins' time: the controller manager v1.23 starts its
     controllers one by one, the node IPAM controller's first waits 10 s before it lists the
     nodes (``nodePollInterval``, ``wait.Poll``), and the informers, the signer's among them,
-    start after the last controller."""
+    start after the last controller.
+
+    One ``kubectl get --watch`` tells the moment it is signed; polling with a new kubectl
+    five times a second took CPU from the controller manager on a two-CPU machine.
+    """
     if not settings.node_names[1:]:
         return
     deadline = time.monotonic() + timeout
-    while True:
-        rc, out, _ = kubectl(lab, settings, "-n kube-public get cm cluster-info -o "
-                             "jsonpath='{.data.jws-kubeconfig-abcdef}'", timeout=20)
-        if rc == 0 and out.strip():
-            break
-        if time.monotonic() > deadline:
-            raise Step("the cluster-info ConfigMap was not signed for token abcdef in time")
+    token_id = kubeadm.TOKEN.split(".")[0]
+    template = "jsonpath={.data.jws-kubeconfig-" + token_id + '}{"\\n"}'  # a line per event
+    argv = node_argv(lab, settings.node_names[0],
+                     ["kubectl", "-n", "kube-public", "get", "configmap", "cluster-info",
+                      "--watch", "-o", template], KUBECTL_ENV)
+    while time.monotonic() < deadline:
+        # a session of its own: killing its group ends the kubectl behind nsenter too
+        watch = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        assert watch.stdout is not None
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(watch.stdout, selectors.EVENT_READ)
+                while selector.select(max(0.0, deadline - time.monotonic())):
+                    line = watch.stdout.readline()
+                    if not line:
+                        break  # the watch ended (the API server restarted?): watch again
+                    if line.strip():
+                        return
+        finally:
+            with contextlib.suppress(OSError):
+                os.killpg(watch.pid, signal.SIGKILL)
+            watch.wait()
         time.sleep(0.2)
+    raise Step(f"the cluster-info ConfigMap was not signed for kind's token in {timeout:g}s")
 
 
 def join(lab: Lab, settings: Settings) -> None:
