@@ -62,15 +62,18 @@ POOL = "default-ipv4-ippool"
 READY_TIMEOUT = 300.0
 SEED_WAIT = 100
 """The seed's ``kubectl wait --timeout=100s``."""
+NO_LOCAL_PATH = (
+    "no local-path-provisioner: kind v0.12.0's v0.0.14 is not served by the Go module proxy, "
+    "and every version it serves (v0.0.19, v0.0.30, v0.0.33, v0.0.37) exits at start with "
+    "kind's manifest: it reads helperPod.yaml from its ConfigMap, which kind's has not and "
+    "kind's ClusterRole may not read")
+"""Why the native lab runs without kind's storage provisioner (both clusters' notes)."""
 NOTES = [
     "Calico v3.23.2: the nearest release the Go module proxy serves to the seed's v3.23.5",
     "pool VXLAN Always, not IPIP: this kernel has no ipip module, and Calico's confd writes a "
     "BIRD configuration only Calico's own BIRD accepts, so the cluster runs Calico's VXLAN "
     "manifest (calico_backend: vxlan, no BIRD) and calicoctl sets vxlanMode: Always",
-    "no local-path-provisioner: kind v0.12.0's v0.0.14 is not served by the Go module proxy, "
-    "and every version it serves (v0.0.19, v0.0.30, v0.0.33, v0.0.37) exits at start with "
-    "kind's manifest: it reads helperPod.yaml from its ConfigMap, which kind's has not and "
-    "kind's ClusterRole may not read",
+    NO_LOCAL_PATH,
     "the Deployment's image is labkit's stand-in for burlyluo/nettool, with imagePullPolicy "
     "IfNotPresent: there is no registry",
 ]

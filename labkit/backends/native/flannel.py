@@ -30,7 +30,16 @@ from typing import Any
 from ... import parts
 from ..cluster import inventory
 from ..cluster.settings import FLANNEL_DAEMONSET, FLANNEL_NAMESPACE, Settings, flannel_objects
-from .bringup import Progress, Step, is_app, kubectl, kubectl_json, must, sh
+from .bringup import (
+    NO_LOCAL_PATH,
+    Progress,
+    Step,
+    is_app,
+    kubectl,
+    kubectl_json,
+    must,
+    sh,
+)
 from .nodes import Lab
 
 IMAGES = ("pause", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
@@ -54,8 +63,7 @@ NOTES = [
     "and the bridge plugin (Debian's containernetworking-plugins, /usr/lib/cni/bridge) is "
     "copied onto every node, as `docker cp` does for kind: flannel's CNI plugin delegates "
     "to bridge, which kind's node image lacks",
-    "no local-path-provisioner: the proxy serves only v0.0.30, which does not start with "
-    "kind v0.12.0's manifest",
+    NO_LOCAL_PATH,
     "the Deployment's image is labkit's stand-in for burlyluo/nettool, with imagePullPolicy "
     "IfNotPresent: there is no registry",
 ]
