@@ -1,6 +1,5 @@
 # The native lab: the seed's real clusters (kubeadm, containerd, Calico or Flannel) in namespaces.
-"""The native backend: kubeadm, kubelet, containerd and Calico or Flannel in namespace nodes,
-no Docker."""
+"""The native backend: kubeadm, kubelet, containerd, Calico or Flannel in namespace nodes."""
 
 # :mod:`.owner` is the process that holds a lab (PID 1 of a PID namespace holding every node);
 # :mod:`.nodes` is the lab seen from the host (folder, cgroups, entering a node or a pod,
