@@ -72,9 +72,17 @@ class Copy:
 
 
 def make_copy(where: Path, chapters: tuple[str, ...] = CHAPTERS) -> Copy:
+    """The chapters with what they need beside them: the declared differences, and their
+    recordings on the real cluster (which their ``lab=real`` snippets replay on the replica)."""
     skeleton(where)
-    for name in ("index.md", *chapters):
-        shutil.copy(ROOT / "docs_src" / name, where / "docs_src" / name)
+    source = ROOT / "docs_src"
+    for name in ("index.md", "differences.yaml", *chapters):
+        shutil.copy(source / name, where / "docs_src" / name)
+    (where / "docs_src" / "transcripts" / "native").mkdir(parents=True, exist_ok=True)
+    for name in chapters:
+        real = source / "transcripts" / "native" / (Path(name).stem + ".yaml")
+        if real.exists():
+            shutil.copy(real, where / "docs_src" / "transcripts" / "native" / real.name)
     return Copy(where)
 
 

@@ -74,7 +74,7 @@ def test_a_snippets_code_is_in_the_key() -> None:
 def test_a_snippets_options_are_in_the_key() -> None:
     assert key(CHAPTER.replace("timeout=20", "timeout=30")) != key()
     assert key(CHAPTER.replace("timeout=20", "timeout=20 hide")) != key()
-    assert key(CHAPTER.replace("timeout=20", "timeout=20 lab=kind")) != key()
+    assert key(CHAPTER.replace("timeout=20", "timeout=20 lab=real")) != key()
 
 
 def test_adding_or_reordering_snippets_is_in_the_key() -> None:

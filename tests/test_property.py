@@ -89,7 +89,7 @@ code_line = st.one_of(
 def labkit_snippet(draw: st.DrawFn) -> str:
     char = draw(st.sampled_from("``~"))
     length = draw(st.integers(3, 5))
-    options = draw(st.sampled_from(["", "hide", "timeout=5", "lab=kind", "lab=netns",
+    options = draw(st.sampled_from(["", "hide", "timeout=5", "lab=real", "lab=netns",
                                     "normalize=mac", "hide timeout=1.5"]))
     lines = draw(st.lists(code_line, max_size=5))
     lines = [line for line in lines if not line.strip().startswith(char * 3)]
@@ -108,8 +108,8 @@ def runs_for(draw: st.DrawFn, chapter: Chapter) -> list[SnippetRun]:
     runs = []
     for snippet in chapter.snippets:
         run = SnippetRun(snippet, started=0.0)
-        if snippet.only_on == "kind":
-            run.skipped = "needs the kind lab"
+        if snippet.only_on == "real":
+            run.skipped = "needs a real cluster"
         for _ in range(draw(st.integers(0, 3))):
             result = Result(command=draw(anything) or "true", target="n", prompt=PROMPT,
                             stdout="", stderr="", output=draw(output), rc=0, started=0.0,

@@ -38,7 +38,8 @@ from ..api.recording import Recorder, Replayer
 from ..model import labs, topology
 from ..model.errors import LabError, LabUnavailable, SnippetError, TranscriptError
 from ..model.version import __version__
-from . import snippets
+from . import differences, snippets
+from .borrow import RealRecording, recordings
 from .cache import (
     ManifestsMemo,
     PageMemo,
@@ -92,7 +93,9 @@ class Options:
 
     @property
     def transcripts(self) -> Path:
-        return self.source / "transcripts"
+        """This lab's recordings: the replica's in ``docs_src/transcripts/``, a real
+        cluster's beside them in a folder of its own (``docs_src/transcripts/native/``)."""
+        return recordings(self.source / "transcripts", self.lab)
 
 
 @dataclass
@@ -149,8 +152,12 @@ def chapters(source: Path) -> list[Path]:
 def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
              keep_going: bool, others: dict[str, tuple[Lab, Recorder]] | None = None,
              on_start: Callable[[int], None] | None = None,
+             real: RealRecording | None = None,
              ) -> tuple[ChapterRun, list[SnippetRecord]]:
-    """Run every snippet against a live lab (and ``others``), recording each one's calls."""
+    """Run every snippet against a live lab (and ``others``), recording each one's calls.
+
+    ``real``: the chapter's recording on a real cluster, which the snippets that need one
+    run against on the replica (their own records then hold no calls)."""
     others = others or {}
     chapter_run = ChapterRun(lab, others={name: each for name, (each, _) in others.items()},
                      on_start=on_start)
@@ -160,7 +167,8 @@ def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
         for _, other in others.values():
             other.calls = recorder.calls  # one list: the calls in the order they were made
         skip = skip_reason(snippet, lab.kind)
-        snippet_run = chapter_run.run(snippet, skip=skip)
+        stand_in = real.stand_in(snippet) if skip and snippet.real_only and real else None
+        snippet_run = chapter_run.run(snippet, skip=skip, stand_in=stand_in)
         records.append(SnippetRecord(snippet.line, snippet.code, recorder.calls,
                                      str(snippet_run.error) if snippet_run.error else None,
                                      snippet_run.started))
@@ -170,7 +178,8 @@ def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
 
 
 def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bool,
-               on_start: Callable[[int], None] | None = None) -> ChapterRun:
+               on_start: Callable[[int], None] | None = None,
+               real: RealRecording | None = None) -> ChapterRun:
     """Re-run every snippet against the transcript's recorded answers.
 
     The snippets' Python runs again, so values in the prose and the snippets'
@@ -195,7 +204,9 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bo
                 "rebuild with a lab"
             )
         replayer.load(record.calls, snippet.where)
-        snippet_run = chapter_run.run(snippet, skip=skip_reason(snippet, lab.kind))
+        skip = skip_reason(snippet, lab.kind)
+        stand_in = real.stand_in(snippet) if skip and snippet.real_only and real else None
+        snippet_run = chapter_run.run(snippet, skip=skip, stand_in=stand_in)
         # The page says when the output was printed, not when it was replayed.
         snippet_run.started = record.started or transcript.recorded
         if isinstance(snippet_run.error, TranscriptError):
@@ -212,11 +223,13 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bo
 
 @contextlib.contextmanager
 def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[str, Lab],
+                   on_replica: tuple[str, ...] = (),
                    ) -> Iterator[tuple[Lab, Recorder, dict[str, tuple[Lab, Recorder]]]]:
     """The labs of one chapter, each behind a recorder: its own lab, then the others by name.
 
     A fresh netns lab each time; a real cluster (kind, native) is reused from one chapter to
-    the next, as bringing one up takes a minute.
+    the next, as bringing one up takes a minute. ``on_replica``: labs that run on the
+    replica whatever ``kind`` is (the chapter's front matter ``replica``).
     """
     from ..backends import open_lab as _open
 
@@ -226,6 +239,10 @@ def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[s
         if kind in REAL_CLUSTERS:
             bases = []
             for name in names:
+                if name in on_replica:
+                    owned.append(_open("netns", manifests=labs.manifests(name, root)))
+                    bases.append(owned[-1])
+                    continue
                 key = f"{kind}:{name}"
                 if key not in opened:
                     opened[key] = _open(kind, manifests=labs.manifests(name, root))
@@ -499,9 +516,9 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
     started = time.time()
     try:
         with recording_labs(options.lab, options.manifests, chapter.labs,
-                            opened) as (lab, recorder, others):
+                            opened, chapter.on_replica) as (lab, recorder, others):
             chapter_run, records = run_live(chapter, lab, recorder, options.keep_going, others,
-                                    options.on_snippet)
+                                            options.on_snippet, _real(chapter, options))
             inventory = recorder.inventory()
             other_inventories = {name: r.inventory() for name, (_, r) in others.items()}
     except LabUnavailable as exc:
@@ -514,7 +531,9 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
         ) from exc
     errors = [r.error for r in chapter_run.runs if r.error]
     provenance = Provenance(inventory["info"], "live", started,
-                            {name: inv["info"] for name, inv in other_inventories.items()})
+                            {name: inv["info"] for name, inv in other_inventories.items()},
+                            _differs(options, inventory["info"],
+                                     [inv["info"] for inv in other_inventories.values()]))
     markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
     if errors:  # a failed chapter must not replace the last good recording
         for error in errors:
@@ -533,13 +552,38 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
 
 def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Options,
               how: str) -> Page:
-    chapter_run = run_replay(chapter, transcript, options.keep_going, options.on_snippet)
+    chapter_run = run_replay(chapter, transcript, options.keep_going, options.on_snippet,
+                             _real(chapter, options))
     provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded,
-                            {name: inv["info"] for name, inv in transcript.labs.items()})
+                            {name: inv["info"] for name, inv in transcript.labs.items()},
+                            _differs(options, transcript.inventory["info"],
+                                     [inv["info"] for inv in transcript.labs.values()]))
     markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
     options.log(f"labkit: {chapter.path}: {how} from {transcript.path}")
     return Page(chapter.path, Path(chapter.path).name, markdown, how,
                 [r.error for r in chapter_run.runs if r.error])
+
+
+def _differs(options: Options, info: dict[str, Any], others: list[dict[str, Any]],
+             ) -> tuple[str, ...]:
+    """What the page's replica labs do not do as a real cluster does, one line each, from
+    ``docs_src/differences.yaml``; nothing for a page a real cluster printed alone."""
+    replicas = [info] if info.get("backend") == "netns" else [
+        o for o in others if o.get("backend") == "netns"]
+    lines: list[str] = []
+    for each in replicas:
+        for difference in differences.load(options.source):
+            line = difference.box_line(each)
+            if difference.applies(each) and line not in lines:
+                lines.append(line)
+    return tuple(lines)
+
+
+def _real(chapter: snippets.Chapter, options: Options) -> RealRecording | None:
+    """The real cluster's recording of the chapter, for the replica's ``lab=real`` snippets."""
+    if options.lab != "netns":
+        return None
+    return RealRecording(chapter, options.source / "transcripts")
 
 
 def _unreplayable(chapter: snippets.Chapter, options: Options, problem: TranscriptError) -> Page:

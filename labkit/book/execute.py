@@ -25,7 +25,7 @@ from ..api.lab import Background, Lab
 from ..figures.markdown import lines
 from ..model.errors import CommandFailed, LabError, SnippetError
 from ..model.result import Result
-from .snippets import Snippet
+from .snippets import REAL, Snippet
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Block:
     markdown: str = ""
     summary: str = ""
     children: list[Block] = field(default_factory=list)
+    lab: str | None = None
+    """The chapter's other lab the command ran in (front matter ``labs``); None: its own."""
 
     def results(self) -> Iterator[Result]:
         if self.result is not None:
@@ -57,16 +59,37 @@ class SnippetRun:
     skipped: str | None = None
     """Why the snippet did not run (it needs another lab)."""
     started: float | None = None
+    recorded_on: dict[str, Any] | None = None
+    """For a ``lab=real`` snippet on the replica: the facts of the real cluster whose
+    recorded answers it was run against (see :mod:`labkit.book.borrow`)."""
 
-    def results(self) -> list[Result]:
-        return [r for b in self.blocks for r in b.results()]
+    def results(self, leave_out: Iterable[str] = ()) -> list[Result]:
+        """What it printed, in order; ``leave_out``: but not in these other labs."""
+        skip = set(leave_out)
+        return [r for b in self.blocks if b.lab not in skip for r in b.results()]
 
 
 def skip_reason(snippet: Snippet, lab: str) -> str | None:
     """Why a snippet cannot run on this lab (it needs kubectl, say), or None if it can."""
     if snippet.only_on is None or snippet.only_on == lab:
         return None
+    if snippet.real_only:
+        return None if lab in REAL else f"needs a real cluster; this build runs on {lab}"
     return f"needs the {snippet.only_on} lab; this build runs on {lab}"
+
+
+@dataclass
+class StandIn:
+    """The recorded real cluster a ``lab=real`` snippet runs against on the replica."""
+
+    lab: Lab
+    labs: dict[str, Lab]
+    info: dict[str, Any]
+    """The real cluster's facts (its inventory's ``info``)."""
+    started: float
+    """When the real cluster printed the outputs."""
+    done: Callable[[], None] = lambda: None
+    """Called after the snippet ran: refuses a snippet that made fewer calls than recorded."""
 
 
 class SnippetTimeout(BaseException):
@@ -164,8 +187,8 @@ class ChapterRun:
             "labkit": labkit,
             **(extra or {}),
         }
-        for each in self.labs.values():
-            each.observe(self._on_event)
+        for name, each in self.labs.items():
+            each.observe(self._observer(None if each is lab else name))
 
     def show(self, figure: Any) -> None:
         """Put a figure (anything with a ``markdown()`` method) on the page here."""
@@ -179,13 +202,20 @@ class ChapterRun:
             raise LabError("show() and lab commands only work inside a snippet")
         return self._stack[-1] if self._stack else self._current.blocks
 
-    def _on_event(self, event: str, payload: Any) -> None:
+    def _observer(self, lab: str | None) -> Callable[[str, Any], None]:
+        """What hears one lab's commands: its blocks say which lab, for an other lab."""
+        def observe(event: str, payload: Any) -> None:
+            self._on_event(event, payload, lab)
+
+        return observe
+
+    def _on_event(self, event: str, payload: Any, lab: str | None = None) -> None:
         if self._current is None:
             return
         if event == "run":
-            self._blocks().append(Block("console", result=payload))
+            self._blocks().append(Block("console", result=payload, lab=lab))
         elif event == "start":
-            self._blocks().append(Block("console", background=payload))
+            self._blocks().append(Block("console", background=payload, lab=lab))
         elif event == "collapse":
             group = Block("group", summary=str(payload))
             self._blocks().append(group)
@@ -193,25 +223,43 @@ class ChapterRun:
         elif event == "expand" and self._stack:
             self._stack.pop()
 
-    def run(self, snippet: Snippet, *, skip: str | None = None) -> SnippetRun:
-        """Run one snippet; its error, if any, is kept on the returned run, not raised."""
+    def run(self, snippet: Snippet, *, skip: str | None = None,
+            stand_in: Callable[[], StandIn] | None = None) -> SnippetRun:
+        """Run one snippet; its error, if any, is kept on the returned run, not raised.
+
+        ``stand_in``: the snippet needs a real cluster and this lab is the replica; it runs
+        against the real cluster's recorded answers instead (as a replay does), and the run
+        says so (:attr:`SnippetRun.recorded_on`).
+        """
         run = SnippetRun(snippet, started=time.time())
         self.runs.append(run)
-        if skip:
+        if skip and stand_in is None:
             run.skipped = skip
             return run
         self._current, self._stack = run, []
         if self.on_start is not None:
             self.on_start(snippet.line)
+        own = {"lab": self.namespace["lab"], "labs": self.namespace["labs"]}
+        unobserve: list[Callable[[], None]] = []
         try:
+            if stand_in is not None:
+                real = stand_in()
+                run.started, run.recorded_on = real.started, real.info
+                unobserve = [each.observe(self._on_event) for each in real.labs.values()]
+                self.namespace.update(lab=real.lab, labs=dict(real.labs))
             code = compile(snippet.compiled_source(), snippet.path, "exec")
             with _deadline(snippet.timeout):
                 exec(code, self.namespace)
+            if stand_in is not None:
+                real.done()
         except KeyboardInterrupt:
             raise  # Ctrl-C stops the whole build, not just this snippet
         except BaseException as exc:  # exit() too: it must not end a build as if all went well
             run.error = snippet_error(exc, snippet, [r.snippet for r in self.runs])
         finally:
+            for stop in unobserve:
+                stop()
+            self.namespace.update(own)
             self._stop_leftovers(run)
             self._current, self._stack = None, []
             if self.on_start is not None:

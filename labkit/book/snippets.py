@@ -15,17 +15,20 @@ Options (all optional):
     run it, but show neither its source nor its output (setup code).
 ``timeout=SECONDS``
     stop the snippet if it runs longer (default 120).
-``lab=kind``
-    needs what only the real cluster has (kubectl, calicoctl); other labs
-    show a notice instead of running it.
+``lab=real``
+    needs what only a real cluster has (kubectl, calicoctl, an API server):
+    it runs on the ``native`` and ``kind`` labs; a build on the replica shows
+    what it printed on the real cluster, replayed from the chapter's
+    ``native`` transcript and marked as such (see :mod:`labkit.book.borrow`).
 ``normalize=NAME,NAME``
     normalisers applied before comparing its output with the transcript,
     added to the chapter's (see :mod:`labkit.book.normalize`).
 
 A chapter may start with YAML front matter; labkit reads ``title``,
 ``normalize`` (a list), ``fresh_lab``, ``lab`` (the lab the chapter runs on, bound
-as ``lab``: default ``calico``) and ``labs`` (other labs it uses too, bound with it
-in ``labs``, by name) from it and passes the rest on.
+as ``lab``: default ``calico``), ``labs`` (other labs it uses too, bound with it
+in ``labs``, by name) and ``replica`` (those of ``labs`` that run on the replica
+even in a real cluster's build, as a pool routed by BGP must here) from it and passes the rest on.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ MARKER = "labkit"
 LANGUAGE = "python"
 DEFAULT_TIMEOUT = 120.0
 OPTIONS = ("hide", "lab", "normalize", "timeout")
-LABS = ("kind", "netns")
-"""Backends a snippet may need (``lab=kind``): not the named labs of :mod:`labkit.model.labs`."""
+LABS = ("real", "netns")
+"""What a snippet may need (``lab=real``): not the named labs of :mod:`labkit.model.labs`."""
+REAL = ("native", "kind")
+"""The backends that run a real cluster: where a ``lab=real`` snippet runs."""
 DEFAULT_LAB = "calico"
 
 # A fence opens with 3+ backticks or tildes, indented at most 3 spaces (CommonMark 4.5).
@@ -85,6 +90,11 @@ class Snippet:
         """The lab this snippet needs, if it cannot run on every lab."""
         lab = self.options.get("lab")
         return str(lab) if lab else None
+
+    @property
+    def real_only(self) -> bool:
+        """Only a real cluster can run it (``lab=real``)."""
+        return self.only_on == "real"
 
     @property
     def normalizers(self) -> tuple[str, ...]:
@@ -126,9 +136,15 @@ class Chapter:
         """Every lab the chapter uses: its own first, then the front matter's ``labs``."""
         return (self.lab, *self.meta.get("labs", ()))
 
+    @property
+    def on_replica(self) -> tuple[str, ...]:
+        """Labs of :attr:`labs` that run on the replica even when the build runs a real
+        cluster (front matter ``replica``): what the real software cannot run here."""
+        return tuple(self.meta.get("replica", ()))
+
 
 def parse_options(info: str, where: str) -> dict[str, Any]:
-    """Parse ``hide timeout=60 lab=kind normalize=mac,time`` into a dict, strictly."""
+    """Parse ``hide timeout=60 lab=real normalize=mac,time`` into a dict, strictly."""
     try:
         words = shlex.split(info)
     except ValueError as exc:
@@ -226,6 +242,10 @@ def _check_labs(meta: dict[str, Any], path: str) -> None:
                                     f"(the labs the chapter uses besides `lab`), not {others!r}")
     if len(set(others)) != len(others) or lab in others:
         raise SnippetError(path, 2, "front matter `labs` names a lab twice (or `lab` again)")
+    replica = meta.get("replica", [])
+    if not isinstance(replica, list) or not all(r in others for r in replica):
+        raise SnippetError(path, 2, "front matter `replica` must list labs of `labs` that run "
+                                    f"on the replica in every build, not {replica!r}")
 
 
 def parse(text: str, path: str) -> Chapter:

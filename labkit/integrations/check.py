@@ -20,6 +20,7 @@ def check(args: argparse.Namespace) -> int:
     """
     # Imported here: `labkit build` only starts mkdocs, and should not pay for the check.
     from ..book import snippets
+    from ..book.borrow import RealRecording, recordings
     from ..book.build import chapters, recording_labs, run_live
     from ..book.chapter_process import ChapterDied, run_chapter
     from ..book.drift import Drift, compare
@@ -30,7 +31,7 @@ def check(args: argparse.Namespace) -> int:
 
     root = project_root()
     source = root / "docs_src"
-    store = Store(source / "transcripts")
+    store = Store(recordings(source / "transcripts", args.lab))
     problems = 0
     compared = 0
     for path in chapters(source):
@@ -68,9 +69,11 @@ def check(args: argparse.Namespace) -> int:
                  chapter: snippets.Chapter = chapter, transcript: Transcript = transcript,
                  shown: str = shown) -> tuple[int, list[Drift]]:
             with recording_labs(args.lab, topology.default_manifests(root), chapter.labs,
-                                {}) as (lab, recorder, others):
+                                {}, chapter.on_replica) as (lab, recorder, others):
+                real = (RealRecording(chapter, source / "transcripts")
+                        if args.lab == "netns" else None)
                 _, live = run_live(chapter, lab, recorder, keep_going=True, others=others,
-                                   on_start=report)
+                                   on_start=report, real=real)
             return compare(chapter, transcript, live, shown)
 
         # In a child process, as the build runs a chapter: a snippet that ends its

@@ -49,6 +49,7 @@ from ...model.errors import (
 from ...model.kind import underlay6_address
 from ...model.leftovers import left_by_dead_process
 from ...model.output import DEFAULT_KEEP, Output, check_keep
+from ...model.tools import runtime_versions, tool_versions
 from ..cluster import commands, kubeadm
 from ..cluster.commands import Exec
 from ..cluster.jobs import KILL_WAIT, JobBackend
@@ -418,7 +419,9 @@ def start(manifests: Path | None = None, *, name: str | None = None, progress: A
 
 def _gather(lab: Lab, settings: Settings, extra: dict[str, Any]) -> dict[str, Any]:
     gather = flannel.gather if settings.cni == "flannel" else bringup.gather
-    return gather(lab, settings, extra)
+    # The nodes run the host's containerd, runc, ip, ping and tcpdump (Debian's): the pages
+    # name the versions that printed their outputs.
+    return gather(lab, settings, {**extra, **runtime_versions(), "tools": tool_versions()})
 
 
 def _server(port: int) -> str:

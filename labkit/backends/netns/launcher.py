@@ -5,12 +5,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import socket
@@ -35,7 +33,7 @@ from ...model.errors import (
 )
 from ...model.output import DEFAULT_KEEP, check_keep, interleave
 from ...model.result import Result, decode
-from ...model.tools import PACKAGES
+from ...model.tools import PACKAGES, tool_versions
 from . import protocol
 
 # The tools a reader's commands use here (status lists the missing ones), and the ones
@@ -86,31 +84,6 @@ def missing_tools() -> dict[str, str]:
     """Reader-facing tools that are not installed: tool -> package."""
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     return {tool: PACKAGES[tool] for tool in READER_TOOLS if not shutil.which(tool, path=path)}
-
-
-# What prints the outputs: the build machine's own tools (a kind node image ships others).
-VERSIONS = {
-    "iproute2": (["ip", "-V"], r"iproute2-(?:ss)?([\w.]+)"),
-    "iputils": (["ping", "-V"], r"iputils[ -]s?([\w.]+)"),
-    "tcpdump": (["tcpdump", "--version"], r"tcpdump version ([\w.]+)"),
-}
-
-
-@functools.cache
-def tool_versions() -> dict[str, str]:
-    """The versions of the tools that print what the pages show: package -> version."""
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    found = {}
-    for package, (argv, pattern) in VERSIONS.items():
-        tool = shutil.which(argv[0], path=path)
-        if tool is None:
-            continue
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            done = subprocess.run([tool, *argv[1:]], capture_output=True, text=True, timeout=10)
-            match = re.search(pattern, done.stdout + done.stderr)
-            if match:
-                found[package] = match.group(1)
-    return found
 
 
 def _subordinate(file: str, user: str, uid: int) -> tuple[int, int] | None:
