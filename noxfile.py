@@ -86,6 +86,15 @@ def check(session: nox.Session) -> None:
 
 
 @nox.session
+def fidelity(session: nox.Session) -> None:
+    """Every chapter on the replica and on the native real cluster (as root), every output
+    compared: "N of M outputs identical", one diff per undeclared difference.
+    ``-- --real recorded`` takes the committed native recordings instead (no root)."""
+    _install(session, "docs")
+    session.run("labkit", "fidelity", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Print lab and build timings measured side by side in one run."""
     _install(session, "docs")

@@ -15,6 +15,10 @@ LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such
     labkit build [--lab L] [--replay] [--keep-going] [--fresh] [--jobs N]
                                       run the chapters and build site/ with mkdocs
     labkit check [--lab L]            run every snippet live, diff against transcripts
+    labkit fidelity [--real recorded] [--replica recorded] [CHAPTER...]
+                                      the replica's outputs against the real cluster's
+    labkit follow                     write into each lab's replica.yaml what the real cluster
+                                      picked at random (from docs_src/transcripts/native/)
     labkit pin [manifest|calicoctl|flannel]   kind lab: record the sha256 of what it downloads
     labkit parts build|list|check|path [NAME...]   the real cluster's software, built and cached
 
@@ -125,6 +129,18 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="run every snippet live and diff against transcripts")
     check.add_argument("--lab", choices=LABS, default="netns")
+
+    fidelity = sub.add_parser("fidelity", help="run the chapters on the replica and on the "
+                                               "native real cluster, compare every output")
+    for side, lab in (("real", "the native real cluster (as root)"), ("replica", "the replica")):
+        fidelity.add_argument(f"--{side}", choices=["live", "recorded"], default="live",
+                              help=f"run them on {lab} (live, the default) or take its "
+                                   "committed transcripts (recorded)")
+    fidelity.add_argument("chapters", nargs="*", metavar="CHAPTER",
+                          help="chapters by file name (03-datapath); default: all")
+
+    sub.add_parser("follow", help="write into each lab's replica.yaml what the real cluster "
+                                  "picked (placement, names, blocks), from its recordings")
 
     pin = sub.add_parser("pin", help="kind lab: download and record the sha256 of Calico's "
                                      "manifest (or calicoctl) in the lab's calico.yaml, or of "
@@ -359,6 +375,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .integrations import site
 
             return site.build_site(args)
+        if args.command == "follow":
+            from .book.follow import follow
+            from .integrations.site import project_root
+            from .model import topology
+
+            root = project_root()
+            for path in follow(root, topology.default_manifests(root)):
+                print(f"labkit follow: wrote {path.relative_to(root)}")
+            return 0
+        if args.command == "fidelity":
+            from .integrations import fidelity
+
+            return fidelity.run(args)
         from .integrations import check
 
         return check.check(args)

@@ -33,7 +33,7 @@ from .execute import Block, SnippetRun
 from .snippets import Chapter
 
 STREAM_NAMES = {"stdout": "标准输出", "stderr": "标准错误"}
-LABKIT_META = ("normalize", "fresh_lab", "lab", "labs")
+LABKIT_META = ("normalize", "fresh_lab", "lab", "labs", "replica")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}<>&|#])")
 # What makes a line of prose start a block: a list item, an admonition (!!!), a collapsible
 # (???), a tab (===), a rule or setext underline, a fence (~~~). Mid-line the same characters
@@ -53,6 +53,9 @@ class Provenance:
     """When the outputs were printed (the live run's time, for a replay too)."""
     others: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The facts of the other labs the page's chapter used, by lab name."""
+    differs: tuple[str, ...] = ()
+    """How the page's lab differs from a real cluster, one line each, for a replica's page
+    (from ``docs_src/differences.yaml``: :mod:`labkit.book.differences`)."""
 
     def stamp(self, started: float | None = None) -> str:
         """What differs from block to block: when it ran, and whether this build ran it."""
@@ -71,8 +74,9 @@ class Provenance:
         if info.get("lab", "calico") != "calico":
             parts.insert(1, f"{info['lab']} 实验室")
         parts += [f"{info.get('encapsulation', '?')} 模式", f"Linux {info.get('kernel', '?')}"]
-        if info.get("kubernetes"):
-            parts.append(f"Kubernetes {info['kubernetes']}")
+        parts += [f"{name} {info[key]}" for name, key in (
+            ("Kubernetes", "kubernetes"), ("containerd", "containerd"), ("runc", "runc"))
+            if info.get(key)]
         tools = info.get("tools") or {}
         if tools:  # the programs that printed the outputs, as the build machine has them
             parts.append("输出由 " + "、".join(f"{k} {v}" for k, v in tools.items()) + " 打印")
@@ -87,6 +91,17 @@ class Provenance:
 
 
 LAB_NAMES = {"netns": "netns 复刻实验室", "kind": "kind 集群", "native": "native 真实集群"}
+
+
+def real_stamp(info: dict[str, Any], started: float | None) -> str:
+    """How an output the replica borrowed from the real cluster's recording says so."""
+    cluster = "、".join([cni_text(info), *(f"{name} {info[key]}" for name, key in (
+        ("Kubernetes", "kubernetes"), ("containerd", "containerd"), ("runc", "runc"))
+        if info.get(key))])
+    when = _utc(started) if started else "?"
+    return (f"录制于真实集群（{LAB_NAMES.get(str(info.get('backend')), info.get('backend'))}："
+            f"{cluster}），{when} · 复刻实验室没有 API server 和 Calico 的进程，"
+            "这段回放自那次录制的 transcript")
 
 
 def replay_mark(recorded: float) -> str:
@@ -355,7 +370,8 @@ def render_snippet(run: SnippetRun, provenance: Provenance) -> str:
         return ""
     parts: list[str] = []
     outputs = _console_blocks(run.blocks, "    ")
-    stamp = html.escape(provenance.stamp(run.started))
+    stamp = html.escape(provenance.stamp(run.started) if run.recorded_on is None
+                        else real_stamp(run.recorded_on, run.started))
     prov = f'    <small class="labkit-provenance">{stamp}</small>\n\n'
     if run.error is not None:
         parts.append(f'!!! failure "代码段失败：{_attr(snippet.where)}"\n\n'
@@ -386,7 +402,7 @@ def banner(provenance: Provenance) -> str:
                      "无 Docker）"}.get(
         str(info.get("backend")), f" {info.get('backend')} ")
     title = f"本页输出来自{lab}" + ("（回放自记录）" if provenance.mode == "replay" else "")
-    if info.get("backend") == "netns":
+    if info.get("backend") == "netns" or provenance.differs:
         title += "：与真实集群的差异见此"
     return _TEMPLATES.get_template("banner.md.j2").render(
         title=_attr(title),
@@ -398,12 +414,9 @@ def banner(provenance: Provenance) -> str:
                             else f"{name}（{cni_text(o)}）")
                 for name, o in provenance.others.items()],
         calico=html.escape(str(info.get("calico", ""))),
-        encapsulation=info.get("encapsulation"),
-        bird_labs=[html.escape(str(name)) for name, each in
-                   ((info.get("lab", "calico"), info), *provenance.others.items())
-                   if each.get("bird")],
-        single_id=info.get("user_namespace") == "single",
-        tools=html.escape("、".join(f"{k} {v}" for k, v in (info.get("tools") or {}).items())),
+        differs=list(provenance.differs),
+        replica_labs=[html.escape(name) for name, o in provenance.others.items()
+                      if o.get("backend") == "netns"],
         replay=provenance.mode == "replay",
     )
 

@@ -23,8 +23,11 @@ from sybil import Document, Example, Region, Sybil
 from ..api.lab import Lab
 from ..backends import open_lab
 from ..book import snippets
+from ..book.borrow import HOW_TO_RECORD, RECORDED_ON, RealRecording, recordings
+from ..book.differences import load as load_differences
 from ..book.drift import diff
-from ..book.execute import ChapterRun, skip_reason
+from ..book.execute import ChapterRun, SnippetRun, skip_reason
+from ..book.fidelity import compare_snippet, results_without
 from ..book.transcript import Store
 from ..model.errors import LabUnavailable, TranscriptError
 
@@ -73,7 +76,8 @@ def _lab_for(namespace: dict[str, Any], chapter: snippets.Chapter) -> Lab:
             chosen[name] = shared
             continue
         try:
-            chosen[name] = open_lab(shared.kind, lab=name)
+            chosen[name] = open_lab("netns" if name in chapter.on_replica else shared.kind,
+                                    lab=name)
         except LabUnavailable as exc:
             pytest.skip(f"{NO_LAB}: {exc.one_line()}")
         owned.append(chosen[name])
@@ -97,18 +101,28 @@ def evaluate(example: Example) -> None:
     if len(chapter_run.runs) != index:
         pytest.skip(f"an earlier snippet of {chapter.path} did not run, so this one cannot")
     skip = skip_reason(snippet, lab.kind)
-    snippet_run = chapter_run.run(snippet, skip=skip)
+    stand_in = None
+    if skip and snippet.real_only:
+        # On the replica, against the real cluster's recording, as the build shows it.
+        real = namespace.setdefault("__labkit_real__", RealRecording(
+            chapter, namespace["__labkit_root__"] / "docs_src" / "transcripts"))
+        stand_in = real.stand_in(snippet)
+    snippet_run = chapter_run.run(snippet, skip=skip, stand_in=stand_in)
     if snippet_run.skipped:
         pytest.skip(f"{snippet.where} needs the {snippet.only_on} lab")
     if snippet_run.error is not None:
         pytest.fail(str(snippet_run.error), pytrace=False)
-    _check_drift(namespace, chapter, snippet, index, snippet_run.results())
+    if snippet_run.recorded_on is None:
+        _check_drift(namespace, chapter, snippet, index, snippet_run.results())
+        if lab.kind == "netns":
+            _check_fidelity(namespace, chapter, snippet, index, snippet_run)
 
 
 def _check_drift(namespace: dict[str, Any], chapter: snippets.Chapter, snippet: snippets.Snippet,
                  index: int, live: list[Any]) -> None:
     root: Path = namespace["__labkit_root__"]
-    store = Store(root / "docs_src" / "transcripts")
+    store = Store(recordings(root / "docs_src" / "transcripts",
+                             namespace["__labkit_lab__"].kind))
     try:
         transcript = store.load(chapter.path)
     except TranscriptError as exc:
@@ -138,6 +152,41 @@ def _check_drift(namespace: dict[str, Any], chapter: snippets.Chapter, snippet: 
         pytest.fail(f"{snippet.where}: the output drifted from the transcript "
                     f"(after normalising {', '.join(chapter.normalizers + snippet.normalizers)}):"
                     f"\n{text}", pytrace=False)
+
+
+def _check_fidelity(namespace: dict[str, Any], chapter: snippets.Chapter,
+                    snippet: snippets.Snippet, index: int, run: SnippetRun) -> None:
+    """The replica's output against the real cluster's recording, through the declared
+    normalisers and differences: the replica may not drift from the real cluster either."""
+    root: Path = namespace["__labkit_root__"]
+    source = root / "docs_src"
+    store = Store(recordings(source / "transcripts", RECORDED_ON))
+    try:
+        real = store.load(chapter.path)
+    except TranscriptError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if real is None:
+        return  # a chapter never recorded on a real cluster (a test's own chapter)
+    lab = namespace["__labkit_lab__"]
+    there, here = real.inventory["info"].get("encapsulation"), lab.info.get("encapsulation")
+    if there != here:
+        pytest.skip(f"{UNCOMPARED} with the real cluster: {real.path} was recorded on a "
+                    f"{there} cluster, this replica runs {here}")
+    records = real.snippets
+    if index >= len(records) or records[index].code != snippet.code:
+        pytest.fail(f"{snippet.where}: the snippet changed since {real.path} was recorded on "
+                    f"the real cluster: {HOW_TO_RECORD}", pytrace=False)
+    others = {name for name, inventory in real.labs.items()
+              if inventory["info"].get("backend") == "netns"}
+    ours = run.results(leave_out=others)
+    theirs = results_without(records[index], others)
+    declared = [d for d in load_differences(source) if d.applies(lab.info)]
+    differ = [c for c in compare_snippet(chapter, snippet, ours, theirs, declared)
+              if c.diff and c.declared is None]
+    if differ:
+        pytest.fail(f"{snippet.where}: the replica printed what the real cluster did not "
+                    f"({real.path}), and docs_src/differences.yaml does not declare it:\n"
+                    + "\n".join(c.diff for c in differ), pytrace=False)
 
 
 def teardown(namespace: dict[str, Any]) -> None:
