@@ -211,6 +211,14 @@ class Lab:
             and all(p.labels.get(k) == v for k, v in labels.items())
         ]
 
+    def busiest_node(self, **labels: str) -> Node:
+        """The node with the most pods carrying these labels (``app="app"``), for chapters
+        that follow pods on one node. A real scheduler places them where it likes; a tie
+        goes to the later node (``calico-ipip-worker2`` before ``-worker``, as in the seed)."""
+        order = {n.name: i for i, n in enumerate(self.nodes)}
+        counts = {n.name: len(self.select(node=n.name, **labels)) for n in self.nodes}
+        return self.node(max(counts, key=lambda name: (counts[name], order[name])))
+
     def __iter__(self) -> Iterator[Target]:
         yield from self.nodes
         yield from self.pods

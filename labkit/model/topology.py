@@ -115,6 +115,8 @@ class Topology:
     flannel_version: str = ""
     lab: str = "calico"
     """The lab's name (its manifests folder; see :mod:`labkit.model.labs`)."""
+    app_namespace: str = "default"
+    """The Deployment's namespace: its pods are the chapters' (the others are the cluster's)."""
 
     @property
     def encapsulation(self) -> str:
@@ -123,6 +125,13 @@ class Topology:
 
     def node(self, name: str) -> NodeSpec:
         return self._nodes_by_name[name]
+
+    def listed_pods(self) -> list[PodSpec]:
+        """The order ``lab.pods`` lists them in, as the real clusters' inventories do: the
+        Deployment's pods first (chapters that take ``lab.pods[0]`` get a pod with a shell,
+        not CoreDNS's), each group by address, which on one node is their start order."""
+        return sorted(self.pods, key=lambda p: (p.namespace != self.app_namespace,
+                                                ipaddress.IPv4Address(p.ip)))
 
     def pod(self, name: str) -> PodSpec:
         return self._pods_by_name[name]
@@ -231,6 +240,7 @@ def load(directory: Path | None = None) -> Topology:
         ipip_fallback=(replica.ipipFallback or "") if isinstance(replica, manifests.Replica)
         else "",
         lab=lab,
+        app_namespace=spec.deployment.metadata.namespace,
         **settings,
     )
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import selectors
@@ -419,6 +420,13 @@ def is_app(settings: Settings, pod: dict[str, Any]) -> bool:
         labels.get(k) == v for k, v in settings.app_labels.items())
 
 
+def listing_order(settings: Settings, pod: dict[str, Any]) -> tuple[bool, ipaddress.IPv4Address]:
+    """The order ``lab.pods`` lists them in, as the replica does: the Deployment's pods first
+    (chapters that take ``lab.pods[0]`` get a pod with a shell, not CoreDNS's), each group
+    by address, which on one node is the order they started in."""
+    return not is_app(settings, pod), ipaddress.IPv4Address(pod["ip"])
+
+
 def gather(lab: Lab, settings: Settings, extra: dict[str, Any]) -> dict[str, Any]:
     """The inventory from the API server, in the kind lab's shape (chapters work unchanged)."""
     nodes = kubectl_json(lab, settings, "get nodes").get("items", [])
@@ -453,7 +461,5 @@ def gather(lab: Lab, settings: Settings, extra: dict[str, Any]) -> dict[str, Any
             "notes": NOTES, "started": time.time(), **extra}
     found = inventory.build(settings, nodes=nodes, pods=pods, affinities=affinities,
                             pool=pool, links=links, info=info)
-    # The Deployment's pods first (each group in the order it started), as the replica lists
-    # them: chapters that take ``lab.pods[0]`` get a pod with a shell, not CoreDNS's.
-    found["pods"].sort(key=lambda p: not is_app(settings, p))
+    found["pods"].sort(key=lambda p: listing_order(settings, p))
     return found

@@ -34,9 +34,9 @@ from .bringup import (
     NO_LOCAL_PATH,
     Progress,
     Step,
-    is_app,
     kubectl,
     kubectl_json,
+    listing_order,
     must,
     sh,
 )
@@ -136,5 +136,5 @@ def gather(lab: Lab, settings: Settings, extra: dict[str, Any]) -> dict[str, Any
             "flannel_wanted": settings.flannel_version, "notes": NOTES,
             "started": time.time(), **extra}
     found = inventory.build_flannel(settings, nodes=nodes, pods=pods, links=links, info=info)
-    found["pods"].sort(key=lambda p: not is_app(settings, p))
+    found["pods"].sort(key=lambda p: listing_order(settings, p))
     return found

@@ -214,7 +214,7 @@ def inventory(lab: Replica) -> dict[str, Any]:
     topo = lab.topo
     calls: dict[str, list[cni.Call]] = lab.cni_calls
     pods = []
-    for p in topo.pods:
+    for p in topo.listed_pods():
         bridge = next(c for c in calls[p.name] if c.plugin == "bridge").result
         host_veth = next(i["name"] for i in bridge["interfaces"]
                          if "sandbox" not in i and i["name"] != rules.BRIDGE)

@@ -322,7 +322,7 @@ class Replica:
             }, {"calico": topo.calico_version}),
             "nodes": [self.node_entry(n, tunnel, n.tunnel_ip if tunnel else "")
                       for n in topo.nodes],
-            "pods": [self.pod_entry(p, p.ip, p.veth) for p in topo.pods],
+            "pods": [self.pod_entry(p, p.ip, p.veth) for p in topo.listed_pods()],
         }
 
     # -- the inventory's parts, the same for every CNI ------------------------------------
@@ -406,3 +406,4 @@ def choose_encapsulation(topo: Topology, manifests: str) -> tuple[str, str]:
         f"{instead}; or let this lab fall back to VXLAN with `ipipFallback: VXLAN` in "
         f"{manifests}/replica.yaml"
     )
+
