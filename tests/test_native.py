@@ -120,6 +120,36 @@ def test_sigkill_of_the_owner_halfway_then_down_leaves_nothing(why_not: None) ->
     assert not state.exists()
 
 
+def test_a_killed_build_takes_the_lab_it_made_for_itself_with_it(why_not: None) -> None:
+    """A build or test opens a lab of its own (not `labkit up`'s): SIGKILL it halfway through
+    the bring-up and every process of the lab ends with it; the next sweep (`labkit down`)
+    removes its folder, mounts and cgroups."""
+    tmp = Path(os.environ.get("TMPDIR") or "/tmp")
+    before = set(tmp.glob("labkit-lab-*"))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import labkit, time; labkit.open_lab('native'); time.sleep(600)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    folder = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and folder is None and child.poll() is None:
+            for new in set(tmp.glob("labkit-lab-*")) - before:
+                if list(new.glob("nodes/*/var/log/labkit/kubeadm-init.log")):
+                    folder = new
+            time.sleep(0.2)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    assert folder is not None, "the lab never got halfway"
+    owner = int(folder.name.split("-")[2])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{owner}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{owner}").exists(), "the lab's owner outlived its build"
+    assert _labkit("down", "--lab", "native").returncode == 0
+    assert _leftovers(str(folder), owner) == []
+
+
 def test_sigkill_of_labkit_up_halfway_then_down_leaves_nothing(why_not: None) -> None:
     # The owner outlives a killed `labkit up` (it holds a half-made lab): `labkit down` ends it.
     state = Path(os.environ.get("TMPDIR") or "/tmp") / "labkit-native-clikill.json"
@@ -488,3 +518,11 @@ def test_a_bgp_pool_is_refused_saying_it_needs_calicos_bird() -> None:
                                              r"without encapsulation \(BGP\): that needs "
                                              r"Calico's BIRD"):
         labkit.open_lab("native", lab="calico-bgp")
+
+
+def test_labkit_down_leaves_alone_a_lab_a_running_build_made_for_itself(lab: Lab) -> None:
+    """`labkit down` removes what `labkit up` started and what dead labs left; this module's
+    lab belongs to this running pytest, and keeps running."""
+    assert _labkit("down", "--lab", "native").returncode == 0
+    node = lab.nodes[0]
+    assert node.sh("echo still here").stdout == "still here\n"

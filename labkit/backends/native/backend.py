@@ -254,6 +254,10 @@ def _node_ips(settings: Settings) -> dict[str, str]:
             for index, name in enumerate(settings.node_names)}
 
 
+_ALIVE: list[int] = []
+"""Write ends of the pipes whose end-of-file tells this process's labs' owners it is gone."""
+
+
 def _start_owner(instance: str, settings: Settings, ips: dict[str, str],
                  detached: bool) -> tuple[Lab, int, int]:
     """The lab's owner and its nodes: (the lab, the owner's pid, the API server's port on the
@@ -261,12 +265,20 @@ def _start_owner(instance: str, settings: Settings, ips: dict[str, str],
     # Only a detached lab (`labkit up`) is known by its name, for later commands to attach
     # to: two builds or tests may each own a lab of the same cluster at once.
     state = _state_path(instance)
-    spec = {"state": str(state) if detached else "", "instance": instance,
+    spec: dict[str, Any] = {"state": str(state) if detached else "", "instance": instance,
             "manifests": str(settings.directory),
             "parts": str(parts.root()), "bin": _bin_links(),
             "apiserver": {"address": ips[settings.node_names[0]], "port": kubeadm.API_PORT},
             "nodes": [{"name": n, "ip": ips[n], "ip6": underlay6_address(ips[n])}
                       for n in settings.node_names]}
+    # A lab this process owns ends with it, however it ends (a killed build, a crashed
+    # test): the owner holds the read end of a pipe only this process can write to, and
+    # stops when it reads end-of-file.
+    creator_fd = None
+    if not detached:
+        creator_fd, alive = os.pipe()
+        _ALIVE.append(alive)  # open (close-on-exec) for this process's lifetime
+        spec["creator_fd"] = creator_fd
     folder = scratch.system_tmp()
     handle, name = tempfile.mkstemp(prefix=f"labkit-native-{instance}-", suffix=".spec.json",
                                     dir=folder)
@@ -279,7 +291,9 @@ def _start_owner(instance: str, settings: Settings, ips: dict[str, str],
         ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m",
          "labkit.backends.native.owner", str(spec_file)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, cwd="/")
+        start_new_session=True, cwd="/", pass_fds=() if creator_fd is None else (creator_fd,))
+    if creator_fd is not None:
+        os.close(creator_fd)
     assert process.stdout is not None
     line = process.stdout.readline().decode(errors="replace").strip()
     spec_file.unlink(missing_ok=True)
@@ -488,7 +502,8 @@ def _kubeconfig(lab: Lab, settings: Settings, server: str) -> str:
 
 
 def down(instance: str | None = None) -> str:
-    """Remove the lab ``instance`` (default: every native lab) and whatever dead ones left."""
+    """Remove the lab ``instance`` (default: every lab `labkit up` started) and whatever dead
+    ones left; never a lab a running build or test made for itself."""
     if os.geteuid() != 0:
         raise LabUnavailable(ROOT_ONLY)
     removed = []
@@ -501,12 +516,9 @@ def down(instance: str | None = None) -> str:
             left += nodes.destroy(Lab(Path(str(state["folder"]))))
             removed.append(str(state.get("instance") or path.stem))
         path.unlink(missing_ok=True)
-    if instance is None:
-        for lab in nodes.labs_on_host():
-            left += nodes.destroy(lab)
-            removed.append(lab.name)
-    else:
-        removed += nodes.sweep()
+    # A lab a running build or test made for itself is not `labkit up`'s to remove: it ends
+    # with its maker. Only what dead ones left is swept.
+    removed += nodes.sweep()
     if left:
         raise LabError(f"the native lab left: {', '.join(left)}")
     return (f"native lab removed: {', '.join(removed)}" if removed

@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,14 @@ def _node(lab: Lab, node: dict[str, str], hosts: str, parts: str) -> subprocess.
     (folder / "hosts").write_text(hosts)
     netns = lab.netns(name)
     make_netns(netns)
-    # docker names the bridge side veth + 7 hex characters
+    # docker names the bridge side veth + 7 hex characters, gives both ends no transmit queue
+    # (no `qlen` in `ip link`) and the address its broadcast (`brd 172.18.255.255`)
     veth = "veth" + hashlib.sha1(name.encode()).hexdigest()[:7]
-    run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
-        netns=lab.underlay)
+    run("ip", "link", "add", veth, "txqueuelen", "0", "type", "veth", "peer", "name", "eth0",
+        "txqueuelen", "0", "netns", netns, netns=lab.underlay)
     run("ip", "link", "set", veth, "master", BRIDGE, "up", netns=lab.underlay)
     run("ip", "link", "set", "lo", "up", netns=netns)
-    run("ip", "addr", "add", f"{node['ip']}/16", "dev", "eth0", netns=netns)
+    run("ip", "addr", "add", f"{node['ip']}/16", "brd", "+", "dev", "eth0", netns=netns)
     run("ip", "addr", "add", f"{node['ip6']}/64", "dev", "eth0", "nodad", netns=netns)
     run("ip", "link", "set", "eth0", "up", netns=netns)
     run("ip", "route", "add", "default", "via", UNDERLAY_GATEWAY, netns=netns)
@@ -168,6 +170,8 @@ def main(spec_path: str) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if spec.get("creator_fd") is not None:
+        _end_with_creator(int(spec["creator_fd"]))
     try:
         for hierarchy in lab.cgroups():
             hierarchy.mkdir(exist_ok=True)
@@ -197,6 +201,17 @@ def main(spec_path: str) -> int:
             continue
         print(f"owner: process {pid} ended ({status})", flush=True)
     return 0
+
+
+def _end_with_creator(fd: int) -> None:
+    """Stop the lab once the process that made it for itself is gone: the pipe it holds the
+    other end of reads end-of-file then, whether it closed the lab or was killed."""
+    def watch() -> None:
+        while os.read(fd, 1):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def make_cgroups_for_owner(lab: Lab) -> None:
