@@ -18,6 +18,13 @@ PACKAGES = {
 }
 """Each tool's Debian/Ubuntu package."""
 
+# A reader's Ctrl-C reaches the whole process group: the shell running the command and the
+# command. A terminal shows the command's exit status (tcpdump, which catches SIGINT and
+# prints its counters, 0; sleep, killed by it, 130); without a trap, dash waiting for the
+# command dies of the signal itself (130 whatever the command did), and whether it got to
+# exec the command first is a race. The trap makes the shell exit with the command's status.
+CTRL_C = "trap 'exit $?' INT\n"
+
 # Programs buffer stdout fully when it is not a terminal; coreutils' stdbuf preload makes it
 # line-buffered, as on the terminal of the seed's screenshots (tcpdump prints each packet).
 STDBUF = "/usr/libexec/coreutils/libstdbuf.so"

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from ...model.errors import LabError, LabUnavailable
 from ...model.output import Output, interleave
 from ...model.result import Result, decode
-from ...model.tools import STDBUF
+from ...model.tools import CTRL_C, STDBUF
 
 STDOUT, STDERR, ERROR = 1, 2, 3
 # websocket opcodes (RFC 6455)
@@ -63,7 +63,7 @@ class ExecError(LabError):
 
 def command_argv(pidfile: str, command: str) -> list[str]:
     """The argv that runs ``command`` through ``/bin/sh -c``, recording its pid in ``pidfile``."""
-    return ["/bin/sh", "-c", WRAPPER, "labkit", pidfile, command]
+    return ["/bin/sh", "-c", WRAPPER, "labkit", pidfile, CTRL_C + command]
 
 
 def kill_argv(pidfile: str, signal_name: str) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...model import calico
+from ...model.tools import CTRL_C
 from ...model.topology import NodeSpec, PodSpec, Topology
 from . import bird, etc, linux, plan, rtnetlink
 from .holder import Holder, HolderError, Holders
@@ -87,7 +88,7 @@ class Replica:
     def spawn_command(self, target: Where, command: str, stdio: tuple[int, int, int]) -> int:
         """``/bin/sh -c command`` in ``target`` the way a reader's shell would run it, in a
         session of its own (so a timeout or Ctrl-C reaches everything it started)."""
-        return self.spawn(target, ["/bin/sh", "-c", command], stdio)
+        return self.spawn(target, ["/bin/sh", "-c", CTRL_C + command], stdio)
 
     def _start_tool(self, target: Where, tool: str, text: str) -> tuple[int, int]:
         """Start ``tool -batch -`` reading ``text`` in ``target``: (pid, its output's fd)."""
