@@ -195,11 +195,13 @@ def test_the_plan_programs_a_pod_as_the_cni_plugin_does() -> None:
     pids = {n.name: 7 for n in topo.nodes}
     batch = plan.pod(topo, pod.name, "VXLAN", pids)
     # Made in the pod, eth0 numbered as v3.23.5's order numbers it (the peer took 2), the
-    # host end in the node.
+    # host end in the node; one queue each way, as the real cluster's `ip -d link` shows
+    # (numtxqueues 1 numrxqueues 1 on a 2-CPU machine, docs_src/transcripts/native/).
     made = next(line for line in batch.ip if line.startswith("link add eth0 "))
-    assert made.startswith("link add eth0 index 3 mtu 1450 txqueuelen 0 address ")
-    assert made.endswith(f"peer name {pod.veth} mtu 1450 txqueuelen 0 "
-                         "address ee:ee:ee:ee:ee:ee netns 7")
+    assert made.startswith("link add eth0 index 3 mtu 1450 txqueuelen 0 numtxqueues 1 "
+                           "numrxqueues 1 address ")
+    assert made.endswith(f"peer name {pod.veth} mtu 1450 txqueuelen 0 numtxqueues 1 "
+                         "numrxqueues 1 address ee:ee:ee:ee:ee:ee netns 7")
     with_tunl0 = plan.pod(topo, pod.name, "IPIP", pids, fresh=2)
     assert any(line.startswith("link add eth0 index 4 mtu 1480 ") for line in with_tunl0.ip)
     assert batch.ip.index("route add 169.254.1.1 dev eth0 scope link") < batch.ip.index(

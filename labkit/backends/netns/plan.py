@@ -165,8 +165,11 @@ def pod(topo: Topology, name: str, encapsulation: str, pids: dict[str, int],
     return Batch(
         ip=[
             "link set lo up",
-            f"link add eth0 index {fresh + 2} mtu {mtu} txqueuelen 0 address {pod_mac(spec)} "
-            f"type veth peer name {spec.veth} mtu {mtu} txqueuelen 0 address {calico.CALI_MAC} "
+            # One queue each way, as the veth Calico's CNI plugin makes (netlink's default),
+            # not the one per CPU the kernel gives a veth `ip link add` makes.
+            f"link add eth0 index {fresh + 2} mtu {mtu} txqueuelen 0 numtxqueues 1 "
+            f"numrxqueues 1 address {pod_mac(spec)} type veth peer name {spec.veth} mtu {mtu} "
+            f"txqueuelen 0 numtxqueues 1 numrxqueues 1 address {calico.CALI_MAC} "
             f"netns {pids[spec.node]}",
             f"addr add {spec.ip}/32 dev eth0",
             "link set eth0 up",

@@ -36,6 +36,8 @@ IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFLA_TXQLEN = 13
 IFLA_LINKINFO = 18
+IFLA_NUM_TX_QUEUES = 31
+IFLA_NUM_RX_QUEUES = 32
 IFLA_NET_NS_PID = 19
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
@@ -93,6 +95,8 @@ _LINK_OPTIONS: dict[str, Callable[[str], bytes]] = {
     "txqueuelen": lambda v: _u32(IFLA_TXQLEN, int(v)),
     "address": lambda v: _attr(IFLA_ADDRESS, _mac(v)),
     "netns": lambda v: _u32(IFLA_NET_NS_PID, int(v)),
+    "numtxqueues": lambda v: _u32(IFLA_NUM_TX_QUEUES, int(v)),
+    "numrxqueues": lambda v: _u32(IFLA_NUM_RX_QUEUES, int(v)),
 }
 
 
