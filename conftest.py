@@ -81,13 +81,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     reason = str(report.longrepr)
-    if report.skipped and "::line:" in report.nodeid and "needs the kind lab" not in reason \
+    if report.skipped and "::line:" in report.nodeid and " needs the " not in reason \
             and UNCOMPARED not in reason:
         SKIPPED_SNIPPETS.append(report.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """With --require-lab, a snippet skipped for any reason but needing the kind lab fails the
+    """With --require-lab, a snippet skipped for any reason but needing another lab fails the
     run: CI must not be green because the snippets quietly did not run."""
     if session.config.getoption("--require-lab") and SKIPPED_SNIPPETS:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

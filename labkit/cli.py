@@ -17,8 +17,6 @@ LAB is a lab's name (``calico``, the default, or a folder of ``manifests/`` such
     labkit check [--lab L]            run every snippet live, diff against transcripts
     labkit fidelity [--real recorded] [--replica recorded] [CHAPTER...]
                                       the replica's outputs against the real cluster's
-    labkit follow                     write into each lab's replica.yaml what the real cluster
-                                      picked at random (from docs_src/transcripts/native/)
     labkit pin [manifest|calicoctl|flannel]   kind lab: record the sha256 of what it downloads
     labkit parts build|list|check|path [NAME...]   the real cluster's software, built and cached
 
@@ -138,9 +136,6 @@ def _parser() -> argparse.ArgumentParser:
                                    "committed transcripts (recorded)")
     fidelity.add_argument("chapters", nargs="*", metavar="CHAPTER",
                           help="chapters by file name (03-datapath); default: all")
-
-    sub.add_parser("follow", help="write into each lab's replica.yaml what the real cluster "
-                                  "picked (placement, names, blocks), from its recordings")
 
     pin = sub.add_parser("pin", help="kind lab: download and record the sha256 of Calico's "
                                      "manifest (or calicoctl) in the lab's calico.yaml, or of "
@@ -375,15 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .integrations import site
 
             return site.build_site(args)
-        if args.command == "follow":
-            from .book.follow import follow
-            from .integrations.site import project_root
-            from .model import topology
-
-            root = project_root()
-            for path in follow(root, topology.default_manifests(root)):
-                print(f"labkit follow: wrote {path.relative_to(root)}")
-            return 0
         if args.command == "fidelity":
             from .integrations import fidelity
 

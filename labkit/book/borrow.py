@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..api.lab import Lab
 from ..api.recording import Replayer
 from ..model.errors import TranscriptError
+from ..model.labs import DEFAULT
 from .execute import StandIn
+from .follow import followed
 from .snippets import Chapter, Snippet
 from .transcript import Store, Transcript
 
@@ -42,14 +45,39 @@ class RealRecording:
         self._transcript: Transcript | None = None
 
     def _load(self, snippet: Snippet) -> Transcript:
-        if self._transcript is None:
-            self._transcript = self.store.load(self.chapter.path)
-        if self._transcript is None:
+        if self.transcript() is None:
             raise TranscriptError(
                 "only a real cluster can run this snippet, and there is no "
                 f"recording of {self.chapter.path} on one "
                 f"({self.store.path_for(self.chapter.path)}): {HOW_TO_RECORD}")
+        assert self._transcript is not None
         return self._transcript
+
+    def transcript(self) -> Transcript | None:
+        """The recording, None if there is none (TranscriptError if it is damaged)."""
+        if self._transcript is None:
+            self._transcript = self.store.load(self.chapter.path)
+        return self._transcript
+
+    def inventories(self) -> dict[str, dict[str, Any]]:
+        """Each lab the real cluster ran for the chapter, by name: what the replica follows."""
+        transcript = self.transcript()
+        if transcript is None:
+            return {}
+        every = {transcript.inventory["info"].get("lab", DEFAULT): transcript.inventory,
+                 **transcript.labs}
+        return {name: inventory for name, inventory in every.items()
+                if inventory["info"].get("backend") == RECORDED_ON}
+
+    def manifests(self, manifests: Path, state: Path) -> Path:
+        """The labs' manifests the replica runs the chapter from: ``manifests``, with each lab
+        the real cluster recorded following what it picked (a copy in ``state``)."""
+        inventories = self.inventories()
+        if not inventories:
+            return manifests
+        stem = Path(self.chapter.path).stem
+        return followed(manifests, inventories, state / "followed" / stem,
+                        f"docs_src/transcripts/{RECORDED_ON}/{stem}.yaml")
 
     def stand_in(self, snippet: Snippet) -> Callable[[], StandIn]:
         """What :meth:`labkit.book.execute.ChapterRun.run` runs ``snippet`` against."""

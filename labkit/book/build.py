@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
 import os
 import sys
 import time
@@ -463,7 +464,7 @@ def _build_one(chapter: snippets.Chapter, options: Options, store: Store, runs: 
     if not chapter.snippets:
         markdown = render_chapter(chapter, [], {}, None)
         return Page(chapter.path, name, markdown, "static")
-    inputs = key_inputs(chapter, options.lab, manifests, code)
+    inputs = key_inputs(chapter, options.lab, manifests, code, _real_fingerprint(chapter, options))
     key = chapter_key(inputs)
     try:
         transcript = store.load(chapter.path)
@@ -514,11 +515,14 @@ def _why_live(options: Options, transcript: Transcript, key: str, inputs: dict[s
 def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs, key: str,
           inputs: dict[str, Any], opened: dict[str, Lab]) -> Page:
     started = time.time()
+    real = _real(chapter, options)
+    manifests = options.manifests if real is None else real.manifests(options.manifests,
+                                                                       options.state)
     try:
-        with recording_labs(options.lab, options.manifests, chapter.labs,
+        with recording_labs(options.lab, manifests, chapter.labs,
                             opened, chapter.on_replica) as (lab, recorder, others):
             chapter_run, records = run_live(chapter, lab, recorder, options.keep_going, others,
-                                            options.on_snippet, _real(chapter, options))
+                                            options.on_snippet, real)
             inventory = recorder.inventory()
             other_inventories = {name: r.inventory() for name, (_, r) in others.items()}
     except LabUnavailable as exc:
@@ -566,17 +570,18 @@ def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Option
 
 def _differs(options: Options, info: dict[str, Any], others: list[dict[str, Any]],
              ) -> tuple[str, ...]:
-    """What the page's replica labs do not do as a real cluster does, one line each, from
-    ``docs_src/differences.yaml``; nothing for a page a real cluster printed alone."""
-    replicas = [info] if info.get("backend") == "netns" else [
-        o for o in others if o.get("backend") == "netns"]
-    lines: list[str] = []
-    for each in replicas:
-        for difference in differences.load(options.source):
-            line = difference.box_line(each)
-            if difference.applies(each) and line not in lines:
-                lines.append(line)
-    return tuple(lines)
+    return differences.box_lines(differences.load(options.source), info, others)
+
+
+def _real_fingerprint(chapter: snippets.Chapter, options: Options) -> str:
+    """The sha256 of the chapter's recording on the real cluster, for the replica's key."""
+    if options.lab != "netns":
+        return ""
+    path = recordings(options.source / "transcripts") / (Path(chapter.path).stem + ".yaml")
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return ""
 
 
 def _real(chapter: snippets.Chapter, options: Options) -> RealRecording | None:

@@ -26,6 +26,7 @@ INPUTS = {
     "lab": "the lab",
     "labs": "the labs the chapter runs on (front matter lab/labs)",
     "fresh_lab": "the chapter's fresh_lab setting",
+    "real": "its recording on the real cluster (which the replica follows and borrows from)",
 }
 
 
@@ -55,11 +56,12 @@ def code_fingerprint(lab: str = "netns") -> str:
 
 
 def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
-               code: str) -> dict[str, Any]:
+               code: str, real: str = "") -> dict[str, Any]:
     """Everything that can change a chapter's outputs; prose and line numbers are not in it.
 
     ``lab`` is the backend; ``manifests`` the fingerprint of every lab the chapter uses
-    (:func:`manifests_fingerprint`).
+    (:func:`manifests_fingerprint`); ``real`` the sha256 of the chapter's recording on the
+    real cluster, for the replica (empty if there is none).
     """
     snippet_material = [[s.code, sorted(s.options.items())] for s in chapter.snippets]
     return {
@@ -70,6 +72,7 @@ def key_inputs(chapter: snippets.Chapter, lab: str, manifests: str,
         "lab": lab,
         "labs": list(chapter.labs),
         "fresh_lab": bool(chapter.meta.get("fresh_lab")),
+        "real": real,
     }
 
 

@@ -22,6 +22,7 @@ lab's facts as ``{{ calico }}``, ``{{ flannel }}``, ``{{ tools }}``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,22 @@ def _one_line(text: str) -> str:
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
                             keep_trailing_newline=False)
+
+
+def box_lines(declared: list[Difference], info: dict[str, Any],
+              others: Sequence[dict[str, Any]] = ()) -> tuple[str, ...]:
+    """What a page's box says of the replica labs that printed it, one line per difference:
+    of the page's lab if it is the replica, else of its other labs that are; nothing for a
+    page real clusters printed alone."""
+    replicas = [info] if info.get("backend") == "netns" else [
+        o for o in others if o.get("backend") == "netns"]
+    lines: list[str] = []
+    for each in replicas:
+        for difference in declared:
+            line = difference.box_line(each)
+            if difference.applies(each) and line not in lines:
+                lines.append(line)
+    return tuple(lines)
 
 
 def load(source: Path) -> list[Difference]:

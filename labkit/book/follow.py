@@ -1,19 +1,23 @@
-# The replica follows the real cluster: what it picked at random, written into replica.yaml.
-"""``labkit follow``: each lab's ``replica.yaml`` from the real cluster's latest recording.
+# The replica follows the real cluster: what it picked at random, as the replica's replica.yaml.
+"""The replica follows the real cluster: each chapter's labs as its recording on one picked them.
 
 A real cluster decides some things at run time: which node each pod lands on
 (the scheduler), the pods' random names, the order they start in (and so their
 addresses), each node's IPAM block or podCIDR.  The replica fixes them in
 ``manifests/<lab>/replica.yaml``.  Following the real cluster means writing
-there what the real cluster the book was recorded on picked, so both labs
-print the same names and addresses and the fidelity comparison is about how
-they behave, not about dice.  What the native lab's inventory does not hold
-(a Flannel node's ``flannel.1`` MAC, the IPIP fallback) is kept as it was.
+there, for the replica that runs a chapter, what the real cluster that
+recorded the chapter picked (every chapter brings up a cluster of its own), so
+both labs print the same names and addresses and the fidelity comparison is
+about how they behave, not about dice.  The committed ``replica.yaml`` keeps
+the seed's run, for ``labkit up`` and a chapter with no recording.  What the
+native lab's inventory does not hold (a Flannel node's ``flannel.1`` MAC, the
+IPIP fallback) is kept as it was.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +25,14 @@ import yaml
 
 from ..model import labs
 from ..model.errors import LabError
-from .borrow import RECORDED_ON, recordings
-from .transcript import Store
 
 HEADER = """\
 # Only the netns replica reads this file: what a real cluster decides at run time (docker's
 # node addresses, each node's {block}, the scheduler's placement, the pods' random names and
 # the order they started in, which decides their addresses), as the real cluster picked it
-# when the book was last recorded on it (`labkit follow`, from {source}).
+# when it recorded {source} (labkit/book/follow.py).
 # Entries with a namespace are the cluster's own pods; the others are the Deployment's.
 """
-
-
-def newest_inventories(source: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Each lab's inventory from its newest recording on the real cluster, by lab name, with
-    the transcript it came from."""
-    store = Store(recordings(source / "transcripts", RECORDED_ON))
-    found: dict[str, tuple[float, str, dict[str, Any]]] = {}
-    for path in sorted(store.directory.glob("*.yaml")):
-        transcript = store.load(path.stem)
-        if transcript is None:
-            continue
-        every = {transcript.inventory["info"].get("lab", labs.DEFAULT): transcript.inventory,
-                 **transcript.labs}
-        for name, inventory in every.items():
-            if inventory["info"].get("backend") != RECORDED_ON:
-                continue  # a lab the chapter ran on the replica (front matter `replica`)
-            if name not in found or found[name][0] < transcript.recorded:
-                found[name] = (transcript.recorded, path.name, inventory)
-    return {name: (where, inventory) for name, (_, where, inventory) in found.items()}
 
 
 def replica_file(inventory: dict[str, Any], old: dict[str, Any], source: str) -> str:
@@ -106,14 +89,15 @@ def _inline(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip()
 
 
-def follow(root: Path, manifests: Path) -> list[Path]:
-    """Write each recorded lab's ``replica.yaml``; returns the files that changed."""
-    changed = []
-    for name, (where, inventory) in sorted(newest_inventories(root / "docs_src").items()):
-        path = labs.manifests(name, manifests) / "replica.yaml"
+def followed(manifests: Path, inventories: dict[str, dict[str, Any]], where: Path,
+             source: str) -> Path:
+    """A copy of ``manifests`` in ``where`` whose labs named in ``inventories`` have the
+    ``replica.yaml`` that makes the replica pick what that real cluster picked."""
+    if where.exists():
+        shutil.rmtree(where)
+    shutil.copytree(manifests, where, ignore=shutil.ignore_patterns(".*"))
+    for name, inventory in inventories.items():
+        path = labs.manifests(name, where) / "replica.yaml"
         old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        text = replica_file(inventory, old, f"docs_src/transcripts/{RECORDED_ON}/{where}")
-        if text != path.read_text(encoding="utf-8"):
-            path.write_text(text, encoding="utf-8")
-            changed.append(path)
-    return changed
+        path.write_text(replica_file(inventory, old, source), encoding="utf-8")
+    return where

@@ -68,10 +68,13 @@ def check(args: argparse.Namespace) -> int:
         def work(report: Callable[[int], None], log: Callable[[str], None],
                  chapter: snippets.Chapter = chapter, transcript: Transcript = transcript,
                  shown: str = shown) -> tuple[int, list[Drift]]:
-            with recording_labs(args.lab, topology.default_manifests(root), chapter.labs,
+            real = (RealRecording(chapter, source / "transcripts")
+                    if args.lab == "netns" else None)
+            manifests = topology.default_manifests(root)
+            if real is not None:
+                manifests = real.manifests(manifests, root / ".labkit")
+            with recording_labs(args.lab, manifests, chapter.labs,
                                 {}, chapter.on_replica) as (lab, recorder, others):
-                real = (RealRecording(chapter, source / "transcripts")
-                        if args.lab == "netns" else None)
                 _, live = run_live(chapter, lab, recorder, keep_going=True, others=others,
                                    on_start=report, real=real)
             return compare(chapter, transcript, live, shown)

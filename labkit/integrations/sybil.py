@@ -13,6 +13,7 @@ change in what the lab prints fails here, at the snippet's own line.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ..book.drift import diff
 from ..book.execute import ChapterRun, SnippetRun, skip_reason
 from ..book.fidelity import compare_snippet, results_without
 from ..book.transcript import Store
+from ..model import labs
 from ..model.errors import LabUnavailable, TranscriptError
 
 NO_LAB = "no lab available"
@@ -71,13 +73,23 @@ def _lab_for(namespace: dict[str, Any], chapter: snippets.Chapter) -> Lab:
     assert isinstance(shared, Lab)
     owned: list[Lab] = namespace.setdefault("__labkit_owned__", [])
     chosen: dict[str, Lab] = {}
+    followed = None
+    if shared.kind == "netns":
+        # As a build runs it: labs following what the real cluster that recorded it picked.
+        real = namespace["__labkit_real__"] = RealRecording(
+            chapter, namespace["__labkit_root__"] / "docs_src" / "transcripts")
+        if real.inventories():
+            scratch = namespace["__labkit_scratch__"] = tempfile.TemporaryDirectory(
+                prefix="labkit-followed-")
+            followed = real.manifests(labs.manifests(root=None), Path(scratch.name))
     for name in chapter.labs:
-        if name == shared.name and not chapter.meta.get("fresh_lab"):
+        if name == shared.name and not chapter.meta.get("fresh_lab") and followed is None:
             chosen[name] = shared
             continue
         try:
-            chosen[name] = open_lab("netns" if name in chapter.on_replica else shared.kind,
-                                    lab=name)
+            kind = "netns" if name in chapter.on_replica else shared.kind
+            chosen[name] = (open_lab(kind, lab=name) if followed is None else
+                            open_lab(kind, manifests=labs.manifests(name, followed)))
         except LabUnavailable as exc:
             pytest.skip(f"{NO_LAB}: {exc.one_line()}")
         owned.append(chosen[name])
@@ -104,9 +116,7 @@ def evaluate(example: Example) -> None:
     stand_in = None
     if skip and snippet.real_only:
         # On the replica, against the real cluster's recording, as the build shows it.
-        real = namespace.setdefault("__labkit_real__", RealRecording(
-            chapter, namespace["__labkit_root__"] / "docs_src" / "transcripts"))
-        stand_in = real.stand_in(snippet)
+        stand_in = namespace["__labkit_real__"].stand_in(snippet)
     snippet_run = chapter_run.run(snippet, skip=skip, stand_in=stand_in)
     if snippet_run.skipped:
         pytest.skip(f"{snippet.where} needs the {snippet.only_on} lab")
@@ -192,6 +202,9 @@ def _check_fidelity(namespace: dict[str, Any], chapter: snippets.Chapter,
 def teardown(namespace: dict[str, Any]) -> None:
     for owned in namespace.pop("__labkit_owned__", []):
         owned.close()
+    scratch = namespace.pop("__labkit_scratch__", None)
+    if scratch is not None:
+        scratch.cleanup()
 
 
 def collector(chapters: Path) -> Any:
