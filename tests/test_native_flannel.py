@@ -242,7 +242,7 @@ def test_the_inventory_is_the_flannel_labs_shape(lab: Lab) -> None:
     for node in lab.nodes:
         assert node.tunnel_device == "flannel.1"
         assert node.tunnel_ip == node.block.split("/")[0]
-    assert len(_app(lab)) == 4 and lab.pods[0].name.startswith("app-")
+    assert len(_app(lab)) == 7 and lab.pods[0].name.startswith("app-")
     for pod in lab.pods:
         link = _sh(lab.node(pod.node), f"ip -o link show {pod.veth}")
         assert "master cni0" in link and f"link-netns {pod.netns}" in link, link
