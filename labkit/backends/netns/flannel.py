@@ -60,7 +60,8 @@ def node_batch(topo: Topology, name: str) -> plan.Batch:
         "link set eth0 up",
         f"route add default via {topo.gateway} dev eth0",
         f"route add default via {topo.gateway6} dev eth0",
-        f"link add {dev} type vxlan id {rules.VNI} local {me.ip} dev eth0 "
+        # flanneld makes flannel.1 with no transmit queue (no `qlen` in `ip link`).
+        f"link add {dev} txqueuelen 0 type vxlan id {rules.VNI} local {me.ip} dev eth0 "
         f"dstport {rules.PORT} nolearning",
         f"link set {dev} address {me.vtep_mac} mtu {rules.MTU}",
         f"addr add {rules.tunnel_address(me.block)}/32 dev {dev}",
