@@ -73,7 +73,7 @@ class Provenance:
                      cni_text(info)]
         if info.get("lab", "calico") != "calico":
             parts.insert(1, f"{info['lab']} 实验室")
-        parts += [f"{info.get('encapsulation', '?')} 模式", f"Linux {info.get('kernel', '?')}"]
+        parts += [_mode(info), f"Linux {info.get('kernel', '?')}"]
         parts += [f"{name} {info[key]}" for name, key in (
             ("Kubernetes", "kubernetes"), ("containerd", "containerd"), ("runc", "runc"))
             if info.get(key)]
@@ -84,10 +84,16 @@ class Provenance:
             rules = (f"按 {cni_text(other)} 的规则复刻" if other.get("backend") == "netns"
                      else cni_text(other))
             parts.append(f"对照：{name} 实验室（{rules}，"
-                         f"{other.get('encapsulation', '?')} 模式）")
+                         f"{_mode(other)}）")
         parts.append(f"本次构建实时运行（{_utc(self.recorded)}）" if self.mode == "live"
                      else replay_mark(self.recorded))
         return " · ".join(parts)
+
+
+def _mode(info: dict[str, Any]) -> str:
+    """The lab's encapsulation as the page names it (a pool routed by BGP: 不封装)."""
+    mode = info.get("encapsulation", "?")
+    return "不封装（BGP 路由）" if mode == "None" else f"{mode} 模式"
 
 
 LAB_NAMES = {"netns": "netns 复刻实验室", "kind": "kind 集群", "native": "native 真实集群"}

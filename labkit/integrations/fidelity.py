@@ -45,11 +45,17 @@ def run(args: argparse.Namespace) -> int:
         for side in (replica, real):
             _copy(source, side / "docs_src", wanted)
         took = {}
-        for side, lab, mode in ((replica, "netns", args.replica), (real, RECORDED_ON, args.real)):
+        # The real cluster first: the replica follows what it picked (labkit.book.follow)
+        # and borrows what only it can print, so it runs from the fresh recordings.
+        for side, lab, mode in ((real, RECORDED_ON, args.real), (replica, "netns", args.replica)):
             if mode == "live":
                 started = time.monotonic()
                 _record(root, side, lab)
                 took[lab] = time.monotonic() - started
+            if side is real:
+                shutil.copytree(recordings(real / "docs_src" / "transcripts", RECORDED_ON),
+                                recordings(replica / "docs_src" / "transcripts", RECORDED_ON),
+                                dirs_exist_ok=True)
         result = Fidelity()
         for path in wanted:
             chapter = snippets.load(path, root)
