@@ -2,6 +2,7 @@
 # line; the expected lines and values are FIDELITY.md's, written out here, not computed.
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 from collections.abc import Iterator
@@ -198,7 +199,8 @@ def test_200_pods_on_3_nodes_claim_more_blocks(tmp_path: Path) -> None:
                                                                       "replicas: 196"))
     with labkit.open_lab(manifests=manifests) as lab:
         assert len(lab.pods) == 200
-        on_worker2 = lab.select(node="calico-ipip-worker2")
+        on_worker2 = sorted(lab.select(node="calico-ipip-worker2"),
+                            key=lambda p: ipaddress.ip_address(p.ip))  # in start order
         # 2 of the cluster's pods and 65 of the Deployment's: more than one /26 holds
         # (64 addresses, the first the tunnel's), so IPAM claimed the next free block.
         assert len(on_worker2) == 67
@@ -233,12 +235,14 @@ def test_the_lab_names_the_versions_of_the_tools_that_print_its_outputs(lab: Lab
 
 
 def test_each_page_names_them_and_says_a_kind_node_image_has_older_ones() -> None:
+    from labkit.book.differences import box_lines, load
     from labkit.book.render import Provenance, banner
 
     info = {"backend": "netns", "calico": "v3.23.5", "encapsulation": "VXLAN",
             "kernel": "6.1.0", "tools": {"iproute2": "6.1.0", "iputils": "20221126",
                                          "tcpdump": "4.99.3"}}
-    page = banner(Provenance(info, "live", 0.0))
+    differs = box_lines(load(Path(__file__).resolve().parent.parent / "docs_src"), info)
+    page = banner(Provenance(info, "live", 0.0, differs=differs))
     assert "输出由 iproute2 6.1.0、iputils 20221126、tcpdump 4.99.3 打印" in page
     assert "kind 节点镜像" in page and "`ip -d link` 打印的字段更少" in page
     assert "`allmulti`、`tso_max_size`、`tso_max_segs`、`gro_max_size`" in page

@@ -76,10 +76,22 @@ def _one_line(text: str) -> str:
     between two Chinese characters, one space where it falls beside a Latin word."""
     joined = ""
     for line in (part.strip() for part in text.splitlines()):
-        if joined and line and not (ord(joined[-1]) > 0x2E7F and ord(line[0]) > 0x2E7F):
+        if joined and line and not _no_space(joined[-1], line[0]):
             joined += " "
         joined += line
     return joined
+
+
+def _no_space(before: str, after: str) -> bool:
+    """Whether a line break between these two characters is no space in Chinese text: both
+    are Chinese, or one is a Chinese punctuation mark (、，。：（）…)."""
+    def chinese(c: str) -> bool:
+        return ord(c) > 0x2E7F
+
+    def punctuation(c: str) -> bool:
+        return 0x3000 <= ord(c) <= 0x303F or 0xFF00 <= ord(c) <= 0xFFEF
+
+    return (chinese(before) and chinese(after)) or punctuation(before) or punctuation(after)
 
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
