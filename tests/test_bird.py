@@ -76,8 +76,9 @@ def test_pods_on_two_nodes_reach_each_other_unencapsulated(bgp: labkit.Lab) -> N
     dst = bgp.select(node="calico-ipip-worker", app="app")[0]
     # With no tunnel address to take the block's first address, the pods start at it: the
     # cluster's own pods (coredns...) start first and take .64, .65 and 79.0.
-    assert [p.ip for p in bgp.select(node=W2)][:2] == ["10.244.244.64", "10.244.244.65"]
-    assert bgp.select(node="calico-ipip-worker")[0].ip == "10.244.79.0"
+    cluster_pods = [p for p in bgp.pods if p.namespace != "default"]
+    assert [p.ip for p in cluster_pods if p.node == W2] == ["10.244.244.64", "10.244.244.65"]
+    assert [p.ip for p in cluster_pods if p.node == "calico-ipip-worker"] == ["10.244.79.0"]
     assert (src.ip, dst.ip) == ("10.244.244.66", "10.244.79.1")
     with bgp.node(W2).start("tcpdump -nni eth0 -c 2 icmp", ready="listening on") as capture:
         ping = src.sh(f"ping -c 1 -W 2 {dst.ip}")

@@ -342,7 +342,7 @@ def test_two_projects_build_at_once_each_with_its_own_output(tmp_path: Path) -> 
     marks = {name: f"MARK-{name}-{uuid.uuid4().hex[:8]}" for name in ("a", "b")}
     projects = {name: Project.create(tmp_path / name) for name in marks}
     # Each project's lab is built from its own manifests: b renamed its first pod.
-    first_pod = topology.load().pods[0].name
+    first_pod = topology.load().listed_pods()[0].name  # lab.pods[0]
     pods = {"a": first_pod, "b": first_pod[:-5] + "zz9zz"}
     replica = projects["b"].root / "manifests" / "replica.yaml"
     replica.write_text(replica.read_text().replace(pods["a"], pods["b"]))

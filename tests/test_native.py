@@ -360,6 +360,14 @@ def test_the_python_client_reads_the_cluster_with_it(lab: Lab, tmp_path: Path) -
     assert len(pods) == 4 and all(p.status.phase == "Running" for p in pods)
 
 
+def test_labkit_down_leaves_alone_a_lab_a_running_build_made_for_itself(lab: Lab) -> None:
+    """`labkit down` removes what `labkit up` started and what dead labs left; this module's
+    lab belongs to this running pytest, and keeps running."""
+    assert _labkit("down", "--lab", "native").returncode == 0
+    node = lab.nodes[0]
+    assert node.sh("echo still here").stdout == "still here\n"
+
+
 def test_zz_down_leaves_nothing(lab: Lab) -> None:
     folder, owner = lab.info["folder"], int(lab.info["owner"])
     port = int(str(lab.info["apiserver"]).rsplit(":", 1)[1])
@@ -519,10 +527,3 @@ def test_a_bgp_pool_is_refused_saying_it_needs_calicos_bird() -> None:
                                              r"Calico's BIRD"):
         labkit.open_lab("native", lab="calico-bgp")
 
-
-def test_labkit_down_leaves_alone_a_lab_a_running_build_made_for_itself(lab: Lab) -> None:
-    """`labkit down` removes what `labkit up` started and what dead labs left; this module's
-    lab belongs to this running pytest, and keeps running."""
-    assert _labkit("down", "--lab", "native").returncode == 0
-    node = lab.nodes[0]
-    assert node.sh("echo still here").stdout == "still here\n"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..api.lab import Lab
+from ..api.lab import Lab, Pod
 from . import markdown as md
 from . import svg
 from .diagram_svg import draw
@@ -205,29 +205,34 @@ def default_nodes(lab: Lab) -> list[str]:
     return [next((name for name, count in counts.items() if count >= 2), lab.nodes[0].name)]
 
 
-def diagram(lab: Lab, nodes: Sequence[str] | None = None) -> Diagram:
+def diagram(lab: Lab, nodes: Sequence[str] | None = None,
+            pods: Sequence[Pod] | None = None) -> Diagram:
     """Read the network state of ``nodes`` (default: the seed's node) and their pods.
 
-    The commands run folded on the page under the figure.
+    ``pods``: which of their pods to draw (default: all of them). On a real cluster some have
+    no shell to read them with (CoreDNS's and calico-kube-controllers' images have none):
+    ``pods=lab.select(app="app")`` draws the Deployment's. The commands run folded on the
+    page under the figure.
     """
     names = list(nodes) if nodes is not None else default_nodes(lab)
+    drawn = {p.name for p in (pods if pods is not None else lab.pods)}
     read: list[NodeNetwork] = []
     with lab.collapsed("绘图所用的命令与输出：" + "、".join(names)):
         for name in names:
             node = lab.node(name)
             devices = read_devices(node.sh("ip -j addr").stdout, node.sh("ip -j -d link").stdout)
             routes = read_routes(node.sh("ip -j route").stdout)
-            pods = []
-            for pod in (p for p in lab.pods if p.node == name):
+            networks = []
+            for pod in (p for p in lab.pods if p.node == name and p.name in drawn):
                 pod_devices = read_devices(pod.sh("ip -j addr").stdout,
                                            pod.sh("ip -j -d link").stdout)
-                pods.append(PodNetwork(pod.name, pod_devices, read_routes(pod.sh("ip -j route")
+                networks.append(PodNetwork(pod.name, pod_devices, read_routes(pod.sh("ip -j route")
                                                                            .stdout),
                                        pair(pod_devices, devices)))
-            calis = [p.cali.name for p in pods if p.cali]
+            calis = [p.cali.name for p in networks if p.cali]
             proxy_arp = read_proxy_arp(node.sh(
                 "sysctl " + " ".join(f"net.ipv4.conf.{c}.proxy_arp" for c in calis)
             ).stdout) if calis else {}
-            read.append(NodeNetwork(name, devices, routes, tuple(pods), node.tunnel_device,
+            read.append(NodeNetwork(name, devices, routes, tuple(networks), node.tunnel_device,
                                     proxy_arp))
     return Diagram(tuple(read), lab.encapsulation)
