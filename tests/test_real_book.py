@@ -82,7 +82,8 @@ def test_a_replica_build_shows_the_real_clusters_kubectl_and_calicoctl_marked_as
     assert "calicoctl patch ippool default-ipv4-ippool" in setup
     assert "kubectl get pods -o wide" in datapath and "READY   STATUS    RESTARTS" in datapath
     for page in (setup, datapath):
-        assert "录制于真实集群（native 真实集群：Calico v3.23.2、Kubernetes v1.23.4" in page
+        assert "录制于真实集群 2026-" in page and "回放自真实集群的录制" in page
+        assert "回放自 native 真实集群（Calico v3.23.2、Kubernetes v1.23.4、containerd" in page
         assert "本次构建没有运行它" not in page  # no notice instead of an output
 
 

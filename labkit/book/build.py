@@ -536,7 +536,7 @@ def _live(chapter: snippets.Chapter, options: Options, store: Store, runs: Runs,
     errors = [r.error for r in chapter_run.runs if r.error]
     provenance = Provenance(inventory["info"], "live", started,
                             {name: inv["info"] for name, inv in other_inventories.items()},
-                            _differs(options, inventory["info"],
+                            differs=_differs(options, inventory["info"],
                                      [inv["info"] for inv in other_inventories.values()]))
     markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
     if errors:  # a failed chapter must not replace the last good recording
@@ -560,7 +560,7 @@ def _replayed(chapter: snippets.Chapter, transcript: Transcript, options: Option
                              _real(chapter, options))
     provenance = Provenance(transcript.inventory["info"], "replay", transcript.recorded,
                             {name: inv["info"] for name, inv in transcript.labs.items()},
-                            _differs(options, transcript.inventory["info"],
+                            differs=_differs(options, transcript.inventory["info"],
                                      [inv["info"] for inv in transcript.labs.values()]))
     markdown = render_chapter(chapter, chapter_run.runs, chapter_run.namespace, provenance)
     options.log(f"labkit: {chapter.path}: {how} from {transcript.path}")

@@ -12,6 +12,7 @@ Markdown or HTML.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import re
@@ -53,6 +54,9 @@ class Provenance:
     """When the outputs were printed (the live run's time, for a replay too)."""
     others: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The facts of the other labs the page's chapter used, by lab name."""
+    borrowed: dict[str, Any] | None = None
+    """The facts of the real cluster whose recorded outputs the page shows for the snippets
+    only it can run (``lab=real`` on the replica), if any."""
     differs: tuple[str, ...] = ()
     """How the page's lab differs from a real cluster, one line each, for a replica's page
     (from ``docs_src/differences.yaml``: :mod:`labkit.book.differences`)."""
@@ -99,15 +103,21 @@ def _mode(info: dict[str, Any]) -> str:
 LAB_NAMES = {"netns": "netns 复刻实验室", "kind": "kind 集群", "native": "native 真实集群"}
 
 
-def real_stamp(info: dict[str, Any], started: float | None) -> str:
-    """How an output the replica borrowed from the real cluster's recording says so."""
+def real_stamp(started: float | None) -> str:
+    """How an output the replica borrowed from the real cluster's recording says so (the
+    page says once which cluster that was, with its versions: :func:`banner`)."""
+    return f"录制于真实集群 {_utc(started) if started else '?'} · 回放自真实集群的录制"
+
+
+def real_recording(info: dict[str, Any]) -> str:
+    """The page's one line on the real cluster its 录制于真实集群 outputs come from."""
     cluster = "、".join([cni_text(info), *(f"{name} {info[key]}" for name, key in (
         ("Kubernetes", "kubernetes"), ("containerd", "containerd"), ("runc", "runc"))
-        if info.get(key))])
-    when = _utc(started) if started else "?"
-    return (f"录制于真实集群（{LAB_NAMES.get(str(info.get('backend')), info.get('backend'))}："
-            f"{cluster}），{when} · 复刻实验室没有 API server 和 Calico 的进程，"
-            "这段回放自那次录制的 transcript")
+        if info.get(key)), f"Linux {info.get('kernel', '?')}"])
+    return ("标注“录制于真实集群”的输出只有真实集群能打印（kubectl、calicoctl 要 API server "
+            "和 Calico 的进程），不是本次构建运行的：它们回放自 "
+            f"{LAB_NAMES.get(str(info.get('backend')), str(info.get('backend')))}"
+            f"（{cluster}）录下的 transcript，那次录制里本章的其余命令也都在它上面运行过。")
 
 
 def replay_mark(recorded: float) -> str:
@@ -377,7 +387,7 @@ def render_snippet(run: SnippetRun, provenance: Provenance) -> str:
     parts: list[str] = []
     outputs = _console_blocks(run.blocks, "    ")
     stamp = html.escape(provenance.stamp(run.started) if run.recorded_on is None
-                        else real_stamp(run.recorded_on, run.started))
+                        else real_stamp(run.started))
     prov = f'    <small class="labkit-provenance">{stamp}</small>\n\n'
     if run.error is not None:
         parts.append(f'!!! failure "代码段失败：{_attr(snippet.where)}"\n\n'
@@ -421,6 +431,7 @@ def banner(provenance: Provenance) -> str:
                 for name, o in provenance.others.items()],
         calico=html.escape(str(info.get("calico", ""))),
         differs=list(provenance.differs),
+        borrowed=html.escape(real_recording(provenance.borrowed)) if provenance.borrowed else "",
         replica_labs=[html.escape(name) for name, o in provenance.others.items()
                       if o.get("backend") == "netns"],
         replay=provenance.mode == "replay",
@@ -465,7 +476,8 @@ def render_chapter(chapter: Chapter, runs: list[SnippetRun], namespace: dict[str
         boxed = boxed and not text.strip(" \t\r\n")
     page = "".join(parts)
     if provenance is not None and runs:
-        page = after_title(page, banner(provenance))
+        borrowed = next((r.recorded_on for r in runs if r.recorded_on), None)
+        page = after_title(page, banner(dataclasses.replace(provenance, borrowed=borrowed)))
     return page
 
 
