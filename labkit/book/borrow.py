@@ -44,14 +44,14 @@ class RealRecording:
         self.store = Store(recordings(transcripts))
         self._transcript: Transcript | None = None
 
-    def _load(self, snippet: Snippet) -> Transcript:
-        if self.transcript() is None:
+    def _load(self) -> Transcript:
+        transcript = self.transcript()
+        if transcript is None:
             raise TranscriptError(
                 "only a real cluster can run this snippet, and there is no "
                 f"recording of {self.chapter.path} on one "
                 f"({self.store.path_for(self.chapter.path)}): {HOW_TO_RECORD}")
-        assert self._transcript is not None
-        return self._transcript
+        return transcript
 
     def transcript(self) -> Transcript | None:
         """The recording, None if there is none (TranscriptError if it is damaged)."""
@@ -82,7 +82,7 @@ class RealRecording:
     def stand_in(self, snippet: Snippet) -> Callable[[], StandIn]:
         """What :meth:`labkit.book.execute.ChapterRun.run` runs ``snippet`` against."""
         def make() -> StandIn:
-            transcript = self._load(snippet)
+            transcript = self._load()
             index = self.chapter.snippets.index(snippet)
             records = transcript.snippets
             record = records[index] if index < len(records) else None
