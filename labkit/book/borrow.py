@@ -79,6 +79,12 @@ class RealRecording:
         return followed(manifests, inventories, state / "followed" / stem,
                         f"docs_src/transcripts/{RECORDED_ON}/{stem}.yaml")
 
+    def stand_in_for(self, snippet: Snippet, skip: str | None,
+                     ) -> Callable[[], StandIn] | None:
+        """What ``snippet`` runs against when this lab cannot run it (``skip``): the real
+        cluster's recording for a ``lab=real`` snippet, else nothing (it is skipped)."""
+        return self.stand_in(snippet) if skip and snippet.real_only else None
+
     def stand_in(self, snippet: Snippet) -> Callable[[], StandIn]:
         """What :meth:`labkit.book.execute.ChapterRun.run` runs ``snippet`` against."""
         def make() -> StandIn:

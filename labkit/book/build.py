@@ -168,8 +168,8 @@ def run_live(chapter: snippets.Chapter, lab: Lab, recorder: Recorder,
         for _, other in others.values():
             other.calls = recorder.calls  # one list: the calls in the order they were made
         skip = skip_reason(snippet, lab.kind)
-        stand_in = real.stand_in(snippet) if skip and snippet.real_only and real else None
-        snippet_run = chapter_run.run(snippet, skip=skip, stand_in=stand_in)
+        snippet_run = chapter_run.run(snippet, skip=skip,
+                                      stand_in=real.stand_in_for(snippet, skip) if real else None)
         records.append(SnippetRecord(snippet.line, snippet.code, recorder.calls,
                                      str(snippet_run.error) if snippet_run.error else None,
                                      snippet_run.started))
@@ -206,8 +206,8 @@ def run_replay(chapter: snippets.Chapter, transcript: Transcript, keep_going: bo
             )
         replayer.load(record.calls, snippet.where)
         skip = skip_reason(snippet, lab.kind)
-        stand_in = real.stand_in(snippet) if skip and snippet.real_only and real else None
-        snippet_run = chapter_run.run(snippet, skip=skip, stand_in=stand_in)
+        snippet_run = chapter_run.run(snippet, skip=skip,
+                                      stand_in=real.stand_in_for(snippet, skip) if real else None)
         # The page says when the output was printed, not when it was replayed.
         snippet_run.started = record.started or transcript.recorded
         if isinstance(snippet_run.error, TranscriptError):
@@ -577,7 +577,7 @@ def _real_fingerprint(chapter: snippets.Chapter, options: Options) -> str:
     """The sha256 of the chapter's recording on the real cluster, for the replica's key."""
     if options.lab != "netns":
         return ""
-    path = recordings(options.source / "transcripts") / (Path(chapter.path).stem + ".yaml")
+    path = Store(recordings(options.source / "transcripts")).path_for(chapter.path)
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:

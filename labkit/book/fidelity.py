@@ -85,8 +85,7 @@ def compare(chapter: Chapter, replica: Transcript, real: Transcript,
     applies = [d for d in declared if d.applies(replica.inventory.get("info", {}))]
     # A lab the real cluster's build ran on the replica too (front matter `replica`) compares
     # the replica with itself: left out.
-    both = {name for name, inventory in real.labs.items()
-            if inventory["info"].get("backend") == "netns"}
+    both = replica_labs(real)
     for index, snippet in enumerate(chapter.snippets):
         mine = _record(replica, index, snippet.code)
         theirs = _record(real, index, snippet.code)
@@ -124,6 +123,13 @@ def compare_snippet(chapter: Chapter, snippet: Snippet, ours: list[Result],
         cover = next((d for d in declared if d.covers(chapter.path, command)), None)
         compared.append(Compared(snippet.where, command, text, cover if text else None))
     return compared
+
+
+def replica_labs(real: Transcript) -> set[str]:
+    """The chapter's other labs its real-cluster recording ran on the replica (front matter
+    ``replica``): comparing their outputs would compare the replica with itself."""
+    return {name for name, inventory in real.labs.items()
+            if inventory["info"].get("backend") == "netns"}
 
 
 def results_without(record: SnippetRecord, leave_out: set[str]) -> list[Result]:

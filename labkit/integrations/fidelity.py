@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
                                 recordings(replica / "docs_src" / "transcripts", RECORDED_ON),
                                 dirs_exist_ok=True)
         result = Fidelity()
+        mine = Store(recordings(replica / "docs_src" / "transcripts", "netns"))
+        theirs = Store(recordings(real / "docs_src" / "transcripts", RECORDED_ON))
         for path in wanted:
             chapter = snippets.load(path, root)
             if not chapter.snippets:
                 continue
-            mine = Store(recordings(replica / "docs_src" / "transcripts", "netns"))
-            theirs = Store(recordings(real / "docs_src" / "transcripts", RECORDED_ON))
             a, b = mine.load(chapter.path), theirs.load(chapter.path)
             if a is None or b is None:
                 missing = mine if a is None else theirs

@@ -24,11 +24,11 @@ from sybil import Document, Example, Region, Sybil
 from ..api.lab import Lab
 from ..backends import open_lab
 from ..book import snippets
-from ..book.borrow import HOW_TO_RECORD, RECORDED_ON, RealRecording, recordings
+from ..book.borrow import HOW_TO_RECORD, RealRecording, recordings
 from ..book.differences import load as load_differences
 from ..book.drift import diff
 from ..book.execute import ChapterRun, SnippetRun, skip_reason
-from ..book.fidelity import compare_snippet, results_without
+from ..book.fidelity import compare_snippet, replica_labs, results_without
 from ..book.transcript import Store
 from ..model import labs
 from ..model.errors import LabUnavailable, TranscriptError
@@ -113,11 +113,11 @@ def evaluate(example: Example) -> None:
     if len(chapter_run.runs) != index:
         pytest.skip(f"an earlier snippet of {chapter.path} did not run, so this one cannot")
     skip = skip_reason(snippet, lab.kind)
-    stand_in = None
-    if skip and snippet.real_only:
-        # On the replica, against the real cluster's recording, as the build shows it.
-        stand_in = namespace["__labkit_real__"].stand_in(snippet)
-    snippet_run = chapter_run.run(snippet, skip=skip, stand_in=stand_in)
+    # On the replica, a `lab=real` snippet runs against the real cluster's recording, as the
+    # build shows it.
+    real = namespace.get("__labkit_real__")
+    snippet_run = chapter_run.run(snippet, skip=skip,
+                                  stand_in=real.stand_in_for(snippet, skip) if real else None)
     if snippet_run.skipped:
         pytest.skip(f"{snippet.where} needs the {snippet.only_on} lab")
     if snippet_run.error is not None:
@@ -171,11 +171,9 @@ def _check_fidelity(namespace: dict[str, Any], chapter: snippets.Chapter,
                     snippet: snippets.Snippet, index: int, run: SnippetRun) -> None:
     """The replica's output against the real cluster's recording, through the declared
     normalisers and differences: the replica may not drift from the real cluster either."""
-    root: Path = namespace["__labkit_root__"]
-    source = root / "docs_src"
-    store = Store(recordings(source / "transcripts", RECORDED_ON))
+    source: Path = namespace["__labkit_root__"] / "docs_src"
     try:
-        real = store.load(chapter.path)
+        real = namespace["__labkit_real__"].transcript()  # read once for the chapter
     except TranscriptError as exc:
         pytest.fail(str(exc), pytrace=False)
     if real is None:
@@ -189,11 +187,13 @@ def _check_fidelity(namespace: dict[str, Any], chapter: snippets.Chapter,
     if index >= len(records) or records[index].code != snippet.code:
         pytest.fail(f"{snippet.where}: the snippet changed since {real.path} was recorded on "
                     f"the real cluster: {HOW_TO_RECORD}", pytrace=False)
-    others = {name for name, inventory in real.labs.items()
-              if inventory["info"].get("backend") == "netns"}
+    others = replica_labs(real)
     ours = run.results(leave_out=others)
     theirs = results_without(records[index], others)
-    declared = [d for d in load_differences(source) if d.applies(lab.info)]
+    if "__labkit_declared__" not in namespace:
+        namespace["__labkit_declared__"] = [d for d in load_differences(source)
+                                            if d.applies(lab.info)]
+    declared = namespace["__labkit_declared__"]
     differ = [c for c in compare_snippet(chapter, snippet, ours, theirs, declared)
               if c.diff and c.declared is None]
     if differ:
