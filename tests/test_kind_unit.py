@@ -1090,6 +1090,8 @@ def test_the_flannel_inventory_takes_blocks_from_podcidr_and_veths_from_the_node
     assert (pods["app-7c9d8b6f5d-h8w4z"]["veth"], pods["app-7c9d8b6f5d-h8w4z"]["netns"]) == \
         ("veth72b0d4e9", "cni-f42a9c07-1b3d-4c85-8e6f-90d2a4b7c318")
     assert pods["app-7c9d8b6f5d-r5tnv"]["veth"] == ""  # worker2's links are not in the sample
+    # The order the veths were made in (the replica follows it): `7: veth3c9a1f2e@if3: ...`.
+    assert found["veth_ifindex"] == {"app-7c9d8b6f5d-2mfjq": 7, "app-7c9d8b6f5d-h8w4z": 8}
 
     class Inventory:
         name = "kind"

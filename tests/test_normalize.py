@@ -82,6 +82,20 @@ def test_ifindex_masks_the_numbers_that_depend_on_creation_order() -> None:
     assert normalizer(["ifindex"])(mine).startswith("<n>: eth0@if<n>: ")
 
 
+def test_ifindex_masks_the_same_numbers_in_ip_json() -> None:
+    # Two pods' eth0 in `ip -j addr` as CI's real Flannel cluster printed them and as the
+    # replica did (2026-12-07): the node made the second pod's veth first.
+    real = ('{"ifindex":2,"link_index":6,"ifname":"eth0","mtu":1450,'
+            '"addr_info":[{"family":"inet","local":"10.244.2.2","prefixlen":24}]}')
+    replica = real.replace('"link_index":6', '"link_index":5')
+    masked = normalizer(["ifindex"])
+    assert masked(real) == masked(replica)
+    assert '"ifindex":<n>,"link_index":<n>,"ifname":"eth0","mtu":1450' in masked(real)
+    # What is not an interface number still counts.
+    assert masked(real) != masked(real.replace("10.244.2.2", "10.244.2.3"))
+    assert masked(real) != masked(real.replace('"mtu":1450', '"mtu":1500'))
+
+
 @pytest.mark.parametrize(("name", "before", "after"), [
     # The node forwarded twice instead of once.
     ("pod-ping-same-node", "ttl=63", "ttl=62"),

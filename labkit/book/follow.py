@@ -2,8 +2,10 @@
 """The replica follows the real cluster: each chapter's labs as its recording on one picked them.
 
 A real cluster decides some things at run time: which node each pod lands on
-(the scheduler), the pods' random names, the order they start in (and so their
-addresses), each node's IPAM block or podCIDR.  The replica fixes them in
+(the scheduler), the pods' random names, the order their veths are made in
+(and so the interface numbers), their addresses (the CNI plugin runs for
+several pods at once, so the two orders can cross), each node's IPAM block or
+podCIDR.  The replica fixes them in
 ``manifests/<lab>/replica.yaml``.  Following the real cluster means writing
 there, for the replica that runs a chapter, what the real cluster that
 recorded the chapter picked (every chapter brings up a cluster of its own), so
@@ -28,9 +30,9 @@ from ..model.errors import LabError
 
 HEADER = """\
 # Only the netns replica reads this file: what a real cluster decides at run time (docker's
-# node addresses, each node's {block}, the scheduler's placement, the pods' random names and
-# the order they started in, which decides their addresses), as the real cluster picked it
-# when it recorded {source} (labkit/book/follow.py).
+# node addresses, each node's {block}, the scheduler's placement, the pods' random names, the
+# order their veths were made in (their interface numbers) and the addresses they got), as
+# the real cluster picked it when it recorded {source} (labkit/book/follow.py).
 # Entries with a namespace are the cluster's own pods; the others are the Deployment's.
 """
 
@@ -50,13 +52,14 @@ def replica_file(inventory: dict[str, Any], old: dict[str, Any], source: str) ->
             nodes[node["name"]] = {"ip": node["ip"], "block": node["block"]}
     app_namespace = _app_namespace(inventory)
     pods = []
-    for pod in sorted(inventory["pods"], key=lambda p: ipaddress.IPv4Address(p["ip"])):
+    made = inventory.get("veth_ifindex") or {}
+    for pod in sorted(inventory["pods"], key=lambda p: _made(p, made)):
         entry: dict[str, Any] = {"name": pod["name"]}
         if pod["namespace"] != app_namespace:
             labels = {k: v for k, v in (pod.get("labels") or {}).items()
                       if k != "pod-template-hash"}
             entry.update(namespace=pod["namespace"], labels=labels)
-        entry["node"] = pod["node"]
+        entry.update(node=pod["node"], ip=pod["ip"])
         pods.append(entry)
     text = HEADER.format(block="podCIDR" if flannel else "Calico IPAM block", source=source)
     text += _flow({"nodes": nodes})
@@ -66,6 +69,13 @@ def replica_file(inventory: dict[str, Any], old: dict[str, Any], source: str) ->
         text += _flow({"ipipFallback": old["ipipFallback"]})
     text += _flow({"pods": pods})
     return text
+
+
+def _made(pod: dict[str, Any], made: dict[str, int]) -> tuple[int, ipaddress.IPv4Address]:
+    """The order the pods' veths were made in: their interface numbers on their node, as
+    the real cluster's inventory read them (``veth_ifindex``, by pod name; a recording from
+    before it kept them: their addresses, IPAM's order)."""
+    return made.get(pod["name"], 0), ipaddress.IPv4Address(pod["ip"])
 
 
 def _app_namespace(inventory: dict[str, Any]) -> str:

@@ -81,8 +81,10 @@ NORMALIZERS: dict[str, Normalizer] = {
         (r"rtt min/avg/max/mdev = \S+ ms", "rtt min/avg/max/mdev = <t> ms"),
         (r"(?<=\]) +\d+\.\d+ms", "  <t>ms"),
     ),
-    # Interface numbers: `7: eth0@if8:` in ip link/addr, `if8` in peers.
-    "ifindex": _subs((r"^\d+: ", "<n>: "), (r"@if\d+\b", "@if<n>")),
+    # Interface numbers: `7: eth0@if8:` in ip link/addr, `if8` in peers, and the same numbers
+    # in `ip -j` (`"ifindex":7`, `"link_index":8`).
+    "ifindex": _subs((r"^\d+: ", "<n>: "), (r"@if\d+\b", "@if<n>"),
+                     (r'"(ifindex|link_index)":\d+', r'"\1":<n>')),
     # Runtime-generated ids: cni-<uuid> network namespaces, container ids.
     "uuid": _numbered(UUID, "uuid"),
     # Per-run counters: ICMP ids and IP ids in captures, tcpdump's kernel counters.

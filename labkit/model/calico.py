@@ -113,6 +113,14 @@ class Ipam:
         skip = 1 if tunnel else 0
         self.free = {node: block_addresses(block)[skip:] for node, block in first_blocks.items()}
 
+    def take(self, node: str, address: str) -> None:
+        """Hand out ``address`` (one a real cluster gave out of line): ValueError if it is
+        not free in the node's block."""
+        if address not in self.free[node]:
+            raise ValueError(f"{address} is not free in {node}'s block {self.blocks[node][0]} "
+                             "(its first address is the tunnel's where there is one)")
+        self.free[node].remove(address)
+
     def assign(self, node: str) -> str:
         if not self.free[node]:
             claimed = {b for blocks in self.blocks.values() for b in blocks}

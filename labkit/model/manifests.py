@@ -306,6 +306,11 @@ class ReplicaPod(_Ours):
     labels: Labels | None = None
     """The cluster's own pods' labels (``k8s-app: kube-dns``)."""
     image: StrictStr | None = None
+    ip: IPv4 | None = None
+    """The address the pod got, where a real cluster gave it one out of line (left out, the
+    next free one: IPAM's order).  A real cluster runs the CNI plugin for several pods at
+    once, so a pod can make its veth first and still get the later address; the replica
+    makes veths in the order pods are listed and gives each its ``ip``."""
 
 
 class Replica(_Ours):
@@ -313,7 +318,7 @@ class Replica(_Ours):
 
     nodes: dict[StrictStr, ReplicaNode]
     pods: list[ReplicaPod]
-    """The Deployment's pods, in the order they were started."""
+    """The pods, in the order they were started (their veths made)."""
     ipipFallback: Literal["VXLAN"] | None = None
     """What the replica builds instead of IPIP on a kernel without the ``ipip`` module (the
     only mode that can stand in is VXLAN); left out, such a lab fails to start, saying why."""
@@ -432,6 +437,7 @@ class Manifests(BaseModel):
                 f"namespace) but {self.documents['deployment'].path.name} asks for "
                 f"{replicas} replicas")
         seen: set[str] = set()
+        taken: dict[str, str] = {}
         for index, pod in enumerate(self.replica.pods):
             if pod.node not in self.replica.nodes:
                 raise replica.error(("pods", index, "node"),
@@ -443,6 +449,8 @@ class Manifests(BaseModel):
                 raise replica.error(("pods", index, "name"),
                                     f"two pods are named {pod.name!r}")
             seen.add(pod.name)
+            if pod.ip is not None:
+                self._check_pod_ip(replica, index, pod, taken)
             # A full block is no mistake: the node claims the next free one, as Calico's
             # IPAM does (labkit.model.calico.Ipam); a Flannel node's /24 is all it gets.
             node = self.replica.nodes[pod.node]
@@ -454,6 +462,27 @@ class Manifests(BaseModel):
                         ("pods", index, "node"),
                         f"{pod.node}'s subnet {node.subnet} is full: it holds {room} pods "
                         "after flannel.1's, cni0's and the broadcast address")
+
+    def _check_pod_ip(self, replica: Document, index: int, pod: ReplicaPod,
+                      taken: dict[str, str]) -> None:
+        """An address given: one its node's IPAM could hand out, and nobody else's."""
+        address = ipaddress.IPv4Address(pod.ip)
+        node = self.replica.nodes[pod.node]
+        if isinstance(node, FlannelNode):
+            subnet = ipaddress.IPv4Network(node.subnet)
+            # .0 is flannel.1's, .1 is cni0's, the last the broadcast address (host-local).
+            room = list(subnet.hosts())[1:]
+            where = f"{pod.node}'s subnet {subnet} (from .2, cni0 has .1)"
+        else:
+            # Whether the first is the tunnel's depends on the pool: Calico's IPAM (the
+            # topology's) says so.
+            room = list(ipaddress.IPv4Network(node.block))
+            where = f"{pod.node}'s block {node.block}"
+        if address not in room:
+            raise replica.error(("pods", index, "ip"), f"{address} is not in {where}")
+        if pod.ip in taken:
+            raise replica.error(("pods", index, "ip"), f"{address} is also {taken[pod.ip]}'s")
+        taken[str(pod.ip)] = pod.name
 
     def raw(self, part: str) -> Any:
         """A file's content as parsed (what the kind lab hands to kind or the API server)."""

@@ -85,6 +85,9 @@ class PodSpec:
     ip: str
     labels: dict[str, str] = field(hash=False)
     image: str = ""
+    given_ip: bool = False
+    """``ip`` is replica.yaml's, not the next in IPAM's order: the Flannel replica asks
+    host-local for it (``CNI_ARGS`` ``IP=``), as it would not hand it out by itself."""
 
     @property
     def veth(self) -> str:
@@ -174,9 +177,12 @@ def load(directory: Path | None = None) -> Topology:
                      ip6=underlay6_address(flannel_nodes[name].ip))
             for name, node in zip(cluster.node_names(), cluster.nodes, strict=True))
         # host-local hands out addresses in order from .2 (.1 is cni0's): what the plugin
-        # will give, written down so a test can tell if it gives something else.
+        # will give, written down so a test can tell if it gives something else. An address
+        # replica.yaml gives (`ip`) is the pod's, and the others skip it.
+        given = {pod.ip for pod in spec.replica.pods if pod.ip}
         free: dict[str, Iterator[object]] = {
-            n.name: iter(list(ipaddress.ip_network(n.block).hosts())[1:]) for n in nodes}
+            n.name: iter([a for a in list(ipaddress.ip_network(n.block).hosts())[1:]
+                          if str(a) not in given]) for n in nodes}
         shaping = {"version": spec.calico.version,
                    "netConf": spec.calico.netConf.model_dump()}
         settings: dict[str, str] = {"calico_version": "", "ipip_mode": "", "vxlan_mode": "",
@@ -198,8 +204,18 @@ def load(directory: Path | None = None) -> Topology:
         # makes IPAM claim the next free one, as Calico's does.
         ipam = calico.Ipam(cluster.networking.podSubnet, {n.name: n.block for n in firsts},
                            tunnel=bool(calico.tunnel_device(mode)))
+        for index, pod in enumerate(spec.replica.pods):  # given addresses first (`ip`)
+            if pod.ip:
+                try:
+                    ipam.take(pod.node, pod.ip)
+                except ValueError as exc:
+                    raise spec.documents["replica"].error(("pods", index, "ip"),
+                                                          str(exc)) from None
         addresses = []
         for index, pod in enumerate(spec.replica.pods):
+            if pod.ip:
+                addresses.append(pod.ip)
+                continue
             try:
                 addresses.append(ipam.assign(pod.node))
             except ValueError as exc:
@@ -214,7 +230,7 @@ def load(directory: Path | None = None) -> Topology:
     pods = tuple(
         # An entry with a namespace of its own is one of the cluster's pods (coredns...).
         PodSpec(name=pod.name, namespace=pod.namespace or spec.deployment.metadata.namespace,
-                node=pod.node, ip=str(next(free[pod.node])),
+                node=pod.node, ip=pod.ip or str(next(free[pod.node])), given_ip=bool(pod.ip),
                 labels=dict(pod.labels or {}) if pod.namespace else
                 dict(template.metadata.labels),
                 image=(pod.image or "") if pod.namespace else container)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...model import calico
 from .settings import Settings
@@ -25,9 +25,11 @@ TUNNEL_ANNOTATION = {"IPIP": "projectcalico.org/IPv4IPIPTunnelAddr",
                      "VXLAN": "projectcalico.org/IPv4VXLANTunnelAddr"}
 # `ip -o link` on a node: "12: cali1a2b3c4d5e6@if3: <...> ... link-netns cni-4f0c..."
 # (`link-netnsid 0` instead means `ip` could not name the namespace: left unknown.)
-LINK = re.compile(r"^\d+:\s+(?P<name>cali[0-9a-f]{11})(?:@\S+)?:.*?\blink-netns\s+(?P<netns>\S+)")
+LINK = re.compile(
+    r"^(?P<index>\d+):\s+(?P<name>cali[0-9a-f]{11})(?:@\S+)?:.*?\blink-netns\s+(?P<netns>\S+)")
 # The bridge plugin's host end: "7: veth3c9a1f2e@if3: <...> master cni0 ... link-netns cni-..."
-VETH = re.compile(r"^\d+:\s+(?P<name>veth[0-9a-f]{8})(?:@\S+)?:.*?\blink-netns\s+(?P<netns>\S+)")
+VETH = re.compile(
+    r"^(?P<index>\d+):\s+(?P<name>veth[0-9a-f]{8})(?:@\S+)?:.*?\blink-netns\s+(?P<netns>\S+)")
 # One line per pod netns (FLANNEL_LINKS_SCRIPT): "netns cni-... 3: eth0    inet 10.244.1.2/24"
 NETNS_ADDRESS = re.compile(r"^netns\s+(?P<netns>\S+)\s+\d+:\s+eth0\s+inet\s+(?P<ip>[0-9.]+)/")
 FLANNEL_LINKS_SCRIPT = (
@@ -37,6 +39,10 @@ FLANNEL_LINKS_SCRIPT = (
 )
 """Run on each node of a Flannel cluster: its veths and every pod netns's eth0 address."""
 FLANNEL_DEVICE = "flannel.1"
+VETH_IFINDEX = "veth_ifindex"
+"""The inventory's key beside ``pods``: each pod's veth's interface number on its node, by
+pod name (:class:`Link`); not a :class:`labkit.api.lab.Pod` field, since the replica's
+inventory does not read it back from its nodes."""
 
 
 def prompt(hostname: str) -> str:
@@ -91,27 +97,41 @@ def node_block(name: str, tunnel_ip: str, affinities: list[Obj], block_size: int
     return sorted(blocks)[0] if blocks else ""
 
 
-def link_netns(ip_link_output: str) -> dict[str, str]:
-    """``cali`` device -> the pod netns (``cni-<uuid>``) it links to, from ``ip -o link``."""
+class Link(NamedTuple):
+    """A pod's veth as its node shows it."""
+
+    veth: str
+    netns: str
+    """The pod's network namespace (``cni-<uuid>``) the veth links to."""
+    ifindex: int
+    """The veth's interface number on the node: the order the pods' veths were made in.
+    A real cluster runs the CNI plugin for several pods at once, so that order need not be
+    the order of their addresses (the replica follows both: :mod:`labkit.book.follow`)."""
+
+
+def link_netns(ip_link_output: str) -> dict[str, Link]:
+    """``cali`` device -> its :class:`Link`, from ``ip -o link`` on a node."""
     found = {}
     for line in ip_link_output.splitlines():
         match = LINK.match(line.strip())
         if match:
-            found[match.group("name")] = match.group("netns")
+            found[match.group("name")] = Link(match.group("name"), match.group("netns"),
+                                              int(match.group("index")))
     return found
 
 
-def flannel_links(output: str) -> dict[str, tuple[str, str]]:
-    """Pod IP -> (host veth, netns), from :data:`FLANNEL_LINKS_SCRIPT`'s output on a node."""
-    veths: dict[str, str] = {}
+def flannel_links(output: str) -> dict[str, Link]:
+    """Pod IP -> its :class:`Link`, from :data:`FLANNEL_LINKS_SCRIPT`'s output on a node."""
+    veths: dict[str, Link] = {}
     addresses: dict[str, str] = {}
     for line in output.splitlines():
         line = line.strip()
         if match := VETH.match(line):
-            veths[match.group("netns")] = match.group("name")
+            veths[match.group("netns")] = Link(match.group("name"), match.group("netns"),
+                                               int(match.group("index")))
         elif match := NETNS_ADDRESS.match(line):
             addresses[match.group("netns")] = match.group("ip")
-    return {ip: (veths[netns], netns) for netns, ip in addresses.items() if netns in veths}
+    return {ip: veths[netns] for netns, ip in addresses.items() if netns in veths}
 
 
 def flannel_tunnel_ip(pod_cidr: str) -> str:
@@ -128,13 +148,13 @@ def _started(pod: Obj) -> tuple[str, str, str]:
 
 
 def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: list[Obj],
-          pool: Obj | None, links: dict[str, str], info: dict[str, Any]) -> dict[str, Any]:
+          pool: Obj | None, links: dict[str, Link], info: dict[str, Any]) -> dict[str, Any]:
     """The inventory :class:`labkit.api.lab.Lab` reads: ``{"info", "nodes", "pods"}``.
 
     ``pods`` are the cluster's pods; only running ones with an address of their own
     (not the host's network: calico-node, kube-proxy...) are kept, in the order they
-    started.  ``links`` maps every node's cali devices
-    to pod netns names (see :func:`link_netns`).
+    started.  ``links`` maps every node's cali devices to their :class:`Link` (see
+    :func:`link_netns`).
     """
     mode = encapsulation(pool, settings)
     device = calico.tunnel_device(mode)
@@ -149,38 +169,46 @@ def build(settings: Settings, *, nodes: list[Obj], pods: list[Obj], affinities: 
             "hostname": name, "tunnel_device": device, "tunnel_ip": tunnel_ip,
             "prompt": prompt(name),
         })
-    def locate(namespace: str, name: str, ip: str) -> tuple[str, str]:
+    def locate(namespace: str, name: str, ip: str) -> Link:
         veth = calico.veth_name(namespace, name)
-        return veth, links.get(veth, "")
+        return links.get(veth, Link(veth, "", 0))
 
+    rows, made = _pod_rows(pods, locate)
     return {
         "info": {**_info(settings, nodes, mode), "calico": settings.calico_version, **info},
         "nodes": node_rows,
-        "pods": _pod_rows(pods, locate),
+        "pods": rows,
+        VETH_IFINDEX: made,
     }
 
 
 def _pod_rows(pods: list[Obj],
-              locate: Callable[[str, str, str], tuple[str, str]]) -> list[dict[str, Any]]:
-    """Running pods with an address of their own, in the order they started.
+              locate: Callable[[str, str, str], Link],
+              ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Running pods with an address of their own, in the order they started; and each
+    one's veth's interface number on its node, where the node showed it.
 
-    ``locate(namespace, name, ip)`` gives the pod's host veth and netns.
+    ``locate(namespace, name, ip)`` gives the pod's :class:`Link` (``ifindex`` 0 where the
+    node did not show it).
     """
     rows = []
+    made: dict[str, int] = {}
     for pod in sorted(pods, key=_started):
         meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
         if status.get("phase") != "Running" or not status.get("podIP") or \
                 meta.get("deletionTimestamp") or spec.get("hostNetwork"):
             continue
         namespace, name = meta.get("namespace", "default"), meta["name"]
-        veth, netns = locate(namespace, name, status["podIP"])
+        link = locate(namespace, name, status["podIP"])
         rows.append({
             "name": name, "namespace": namespace, "node": spec.get("nodeName", ""),
-            "ip": status["podIP"], "veth": veth,
+            "ip": status["podIP"], "veth": link.veth,
             "labels": dict(meta.get("labels", {}) or {}),
-            "hostname": name, "netns": netns, "prompt": prompt(name),
+            "hostname": name, "netns": link.netns, "prompt": prompt(name),
         })
-    return rows
+        if link.ifindex:
+            made[name] = link.ifindex
+    return rows, made
 
 
 def _info(settings: Settings, nodes: list[Obj], mode: str) -> dict[str, Any]:
@@ -203,7 +231,7 @@ def _nodes_in_order(nodes: list[Obj]) -> list[Obj]:
 
 
 def build_flannel(settings: Settings, *, nodes: list[Obj], pods: list[Obj],
-                  links: dict[str, tuple[str, str]], info: dict[str, Any]) -> dict[str, Any]:
+                  links: dict[str, Link], info: dict[str, Any]) -> dict[str, Any]:
     """A Flannel cluster's inventory, in the same shape as :func:`build`'s.
 
     A node's block is its ``spec.podCIDR`` (what flanneld writes into
@@ -220,12 +248,14 @@ def build_flannel(settings: Settings, *, nodes: list[Obj], pods: list[Obj],
             "tunnel_ip": flannel_tunnel_ip(block), "prompt": prompt(name),
         })
 
-    def locate(namespace: str, name: str, ip: str) -> tuple[str, str]:
-        return links.get(ip, ("", ""))
+    def locate(namespace: str, name: str, ip: str) -> Link:
+        return links.get(ip, Link("", "", 0))
 
+    rows, made = _pod_rows(pods, locate)
     return {
         "info": {**_info(settings, nodes, "VXLAN"), "flannel": settings.flannel_version,
                  **info},
         "nodes": node_rows,
-        "pods": _pod_rows(pods, locate),
+        "pods": rows,
+        VETH_IFINDEX: made,
     }

@@ -264,7 +264,7 @@ def gather(api: Api, settings: Settings, extra: dict[str, Any]) -> dict[str, Any
     images = [c.get("image", "") for c in daemonset["spec"]["template"]["spec"]["containers"]]
     version = next((i.rsplit(":", 1)[-1] for i in images if "calico/node" in i),
                    settings.calico_version)
-    links: dict[str, str] = {}
+    links: dict[str, inventory.Link] = {}
     for node in settings.node_names:
         code, out, _ = cluster.node_sh(node, "ip -o link show", timeout=30)
         if code == 0:
@@ -284,7 +284,7 @@ def gather_flannel(api: Api, settings: Settings, extra: dict[str, Any]) -> dict[
     images = [c.get("image", "") for c in daemonset["spec"]["template"]["spec"]["containers"]]
     version = next((i.rsplit(":", 1)[-1] for i in images if "flannel/flannel:" in i),
                    settings.flannel_version)
-    links: dict[str, tuple[str, str]] = {}
+    links: dict[str, inventory.Link] = {}
     for node in settings.node_names:
         code, out, _ = cluster.node_sh(node, inventory.FLANNEL_LINKS_SCRIPT, timeout=30)
         if code == 0:

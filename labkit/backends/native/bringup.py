@@ -443,7 +443,7 @@ def gather(lab: Lab, settings: Settings, extra: dict[str, Any]) -> dict[str, Any
         images = [c.get("image", "")
                   for c in daemonset["spec"]["template"]["spec"]["containers"]]
         version = next((i.rsplit(":", 1)[-1] for i in images if "calico/node" in i), version)
-    links: dict[str, str] = {}
+    links: dict[str, inventory.Link] = {}
     lock = threading.Lock()
 
     def read(node: str) -> None:

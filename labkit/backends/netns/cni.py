@@ -67,11 +67,13 @@ Runner = Callable[[list[str], bytes], tuple[int, bytes, bytes]]
 
 
 def add(run: Runner, folder: str, plugin: str, config: dict[str, Any], *, netns: str,
-        ifname: str, container_id: str) -> Call:
-    """``CNI_COMMAND=ADD`` for one plugin; its parsed result, or :class:`PluginFailed`."""
+        ifname: str, container_id: str, args: str = "") -> Call:
+    """``CNI_COMMAND=ADD`` for one plugin; its parsed result, or :class:`PluginFailed`.
+    ``args`` is ``CNI_ARGS`` (``IgnoreUnknown=1;IP=10.244.1.3``), left unset if empty."""
     env = shutil.which("env", path="/usr/bin:/bin") or "/usr/bin/env"
     argv = [env, "CNI_COMMAND=ADD", f"CNI_CONTAINERID={container_id}", f"CNI_NETNS={netns}",
-            f"CNI_IFNAME={ifname}", f"CNI_PATH={folder}", f"{folder}/{plugin}"]
+            f"CNI_IFNAME={ifname}", f"CNI_PATH={folder}", *([f"CNI_ARGS={args}"] if args else []),
+            f"{folder}/{plugin}"]
     # As Go's encoding/json marshals the runtime's (and the flannel plugin's) maps: sorted.
     stdin = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     rc, out, err = run(argv, stdin)

@@ -178,8 +178,12 @@ def attach(lab: Replica, pod: str, folder: str) -> list[cni.Call]:
                     rules.dumps(delegate).encode())
     if rc != 0:
         raise SetupError(f"{spec.node}: cannot write {saved}: {text.strip()}")
+    # An address a real cluster gave out of line (replica.yaml's `ip`) is asked of
+    # host-local, which the bridge plugin runs with its own environment; IgnoreUnknown, as
+    # containerd always sends it, because the bridge plugin reads CNI_ARGS too (for `MAC`).
     bridge = cni.add(run, folder, "bridge", delegate, netns=path, ifname="eth0",
-                     container_id=container)
+                     container_id=container,
+                     args=f"IgnoreUnknown=1;IP={spec.ip}" if spec.given_ip else "")
     calls.append(bridge)
     portmap = dict(conflist["plugins"][1], name=conflist["name"],
                    cniVersion=conflist["cniVersion"], prevResult=bridge.result)
