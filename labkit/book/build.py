@@ -228,9 +228,12 @@ def recording_labs(kind: str, root: Path, names: tuple[str, ...], opened: dict[s
                    ) -> Iterator[tuple[Lab, Recorder, dict[str, tuple[Lab, Recorder]]]]:
     """The labs of one chapter, each behind a recorder: its own lab, then the others by name.
 
-    A fresh netns lab each time; a real cluster (kind, native) is reused from one chapter to
-    the next, as bringing one up takes a minute. ``on_replica``: labs that run on the
-    replica whatever ``kind`` is (the chapter's front matter ``replica``).
+    A fresh netns lab each time; a real cluster (kind, native) is kept in ``opened`` for
+    the rest of the process.  A build runs each chapter in a process of its own, so every
+    chapter gets a real cluster of its own: its experiments leave state (ARP caches, routes)
+    that another chapter would see, and the replica gives every chapter a fresh lab.
+    ``on_replica``: labs that run on the replica whatever ``kind`` is (the chapter's front
+    matter ``replica``).
     """
     from ..backends import open_lab as _open
 
