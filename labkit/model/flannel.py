@@ -107,6 +107,12 @@ def dumps(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
+def pod_addresses(subnet: str) -> list[ipaddress.IPv4Address]:
+    """What host-local hands a node's pods, in its order: from .2 (the network address is
+    ``flannel.1``'s, .1 is ``cni0``'s) to the last before the broadcast address."""
+    return list(ipaddress.IPv4Network(subnet).hosts())[1:]
+
+
 def tunnel_address(subnet: str) -> str:
     """``flannel.1``'s address: the subnet's network address, as a /32."""
     return str(ipaddress.ip_network(subnet).network_address)

@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import flannel
 from .errors import ManifestError
 from .kind import UNDERLAY, UNDERLAY_GATEWAY, node_names
 from .yamlfile import Document, read
@@ -455,7 +456,7 @@ class Manifests(BaseModel):
             # IPAM does (labkit.model.calico.Ipam); a Flannel node's /24 is all it gets.
             node = self.replica.nodes[pod.node]
             if isinstance(node, FlannelNode):
-                room = ipaddress.IPv4Network(node.subnet).num_addresses - 3
+                room = len(flannel.pod_addresses(node.subnet))
                 placed = sum(p.node == pod.node for p in self.replica.pods[:index + 1])
                 if placed > room:
                     raise replica.error(
@@ -469,16 +470,14 @@ class Manifests(BaseModel):
         address = ipaddress.IPv4Address(pod.ip)
         node = self.replica.nodes[pod.node]
         if isinstance(node, FlannelNode):
-            subnet = ipaddress.IPv4Network(node.subnet)
-            # .0 is flannel.1's, .1 is cni0's, the last the broadcast address (host-local).
-            room = list(subnet.hosts())[1:]
-            where = f"{pod.node}'s subnet {subnet} (from .2, cni0 has .1)"
+            fits = address in flannel.pod_addresses(node.subnet)
+            where = f"{pod.node}'s subnet {node.subnet} (from .2, cni0 has .1)"
         else:
             # Whether the first is the tunnel's depends on the pool: Calico's IPAM (the
             # topology's) says so.
-            room = list(ipaddress.IPv4Network(node.block))
+            fits = address in ipaddress.IPv4Network(node.block)
             where = f"{pod.node}'s block {node.block}"
-        if address not in room:
+        if not fits:
             raise replica.error(("pods", index, "ip"), f"{address} is not in {where}")
         if pod.ip in taken:
             raise replica.error(("pods", index, "ip"), f"{address} is also {taken[pod.ip]}'s")
@@ -521,15 +520,15 @@ def validate(model: type[BaseModel], document: Document) -> Any:
 
 def load(directory: Path) -> Manifests:
     """Read and check the manifests in ``directory``; raise :class:`ManifestError` if bad."""
-    flannel = (directory / "flannel.yaml").is_file()
-    if flannel and (directory / "calico.yaml").is_file():
+    is_flannel = (directory / "flannel.yaml").is_file()
+    if is_flannel and (directory / "calico.yaml").is_file():
         raise ManifestError(str(directory), 0, "", "a lab needs exactly one of calico.yaml or "
                             "flannel.yaml beside its kind-cluster.yaml (found 2)")
-    files = FLANNEL_FILES if flannel else FILES
+    files = FLANNEL_FILES if is_flannel else FILES
     documents = {part: read(directory / name) for part, name in files.items()}
     models: dict[str, type[BaseModel]] = {
-        "kind_cluster": KindCluster, "calico": FlannelConfig if flannel else CalicoConfig,
-        "deployment": Deployment, "replica": FlannelReplica if flannel else Replica}
+        "kind_cluster": KindCluster, "calico": FlannelConfig if is_flannel else CalicoConfig,
+        "deployment": Deployment, "replica": FlannelReplica if is_flannel else Replica}
     parts = {part: validate(model, documents[part]) for part, model in models.items()}
     return Manifests(directory=directory, documents=documents,
-                     cni="flannel" if flannel else "calico", **parts)
+                     cni="flannel" if is_flannel else "calico", **parts)

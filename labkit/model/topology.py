@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import calico
+from . import calico, flannel
 from .kind import (
     UNDERLAY,
     UNDERLAY6,
@@ -181,8 +181,8 @@ def load(directory: Path | None = None) -> Topology:
         # replica.yaml gives (`ip`) is the pod's, and the others skip it.
         given = {pod.ip for pod in spec.replica.pods if pod.ip}
         free: dict[str, Iterator[object]] = {
-            n.name: iter([a for a in list(ipaddress.ip_network(n.block).hosts())[1:]
-                          if str(a) not in given]) for n in nodes}
+            n.name: iter([a for a in flannel.pod_addresses(n.block) if str(a) not in given])
+            for n in nodes}
         shaping = {"version": spec.calico.version,
                    "netConf": spec.calico.netConf.model_dump()}
         settings: dict[str, str] = {"calico_version": "", "ipip_mode": "", "vxlan_mode": "",

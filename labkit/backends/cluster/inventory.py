@@ -115,9 +115,13 @@ def link_netns(ip_link_output: str) -> dict[str, Link]:
     for line in ip_link_output.splitlines():
         match = LINK.match(line.strip())
         if match:
-            found[match.group("name")] = Link(match.group("name"), match.group("netns"),
-                                              int(match.group("index")))
+            found[match.group("name")] = _link(match)
     return found
+
+
+def _link(match: re.Match[str]) -> Link:
+    """A :data:`LINK` or :data:`VETH` line's :class:`Link`."""
+    return Link(match.group("name"), match.group("netns"), int(match.group("index")))
 
 
 def flannel_links(output: str) -> dict[str, Link]:
@@ -127,8 +131,7 @@ def flannel_links(output: str) -> dict[str, Link]:
     for line in output.splitlines():
         line = line.strip()
         if match := VETH.match(line):
-            veths[match.group("netns")] = Link(match.group("name"), match.group("netns"),
-                                               int(match.group("index")))
+            veths[match.group("netns")] = _link(match)
         elif match := NETNS_ADDRESS.match(line):
             addresses[match.group("netns")] = match.group("ip")
     return {ip: veths[netns] for netns, ip in addresses.items() if netns in veths}
